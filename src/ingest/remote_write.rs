@@ -1,0 +1,1 @@
+//! Prometheus remote_write 1.0 decoder (in progress).

@@ -1,0 +1,1 @@
+//! Prometheus / OpenMetrics text exposition parser (in progress).

@@ -1,0 +1,5 @@
+//! The `guardia` command line.
+
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! PromQL evaluation over `storage::Querier` (in progress).

@@ -1,0 +1,1 @@
+//! Wiring of storage, API and background tasks (in progress).

@@ -1,0 +1,126 @@
+//! The storage boundary: the traits the rest of guardia writes and reads
+//! through. Only `tsdb` implements them; `promql`, `scrape`, `rules` and
+//! `api` see these traits and never a redb or head type. Writes follow
+//! Prometheus's appender shape (queue samples, then commit), with one
+//! difference that matters: `commit` returns only once the batch is durable.
+
+use crate::model::{Labels, Matcher, MetricMetadata, Sample, Timestamp};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StorageError {
+    /// A commit failed earlier; no write is acknowledged until restart.
+    #[error("storage refuses writes after a failed commit: {0}")]
+    Poisoned(String),
+    #[error("storage is shutting down")]
+    Closed,
+    #[error("storage backend error: {0}")]
+    Backend(String),
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    #[error("invalid series: {0}")]
+    InvalidSeries(String),
+}
+
+/// What a commit did with the samples it was given. Samples that were not
+/// appended are counted by reason; none of them is silently lost.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommitOutcome {
+    pub samples_appended: u64,
+    pub series_created: u64,
+    /// Same series, same timestamp, same value bits as a stored sample: idempotent.
+    pub duplicates: u64,
+    /// Older than the newest sample of its series: rejected.
+    pub out_of_order: u64,
+    /// Same series and timestamp as a stored sample but a different value: rejected.
+    pub duplicate_timestamp: u64,
+    /// Up to a few rejected series in text form, for the response to the client.
+    pub rejected_examples: Vec<String>,
+}
+
+impl CommitOutcome {
+    pub fn rejected(&self) -> u64 {
+        self.out_of_order + self.duplicate_timestamp
+    }
+}
+
+/// Creates appenders. Implemented by `tsdb::Tsdb`.
+pub trait Appendable: Send + Sync {
+    fn appender(&self) -> Box<dyn Appender + '_>;
+}
+
+/// A batch under construction. Nothing is visible or durable before `commit`;
+/// dropping an appender discards the batch.
+pub trait Appender {
+    /// Queues one sample. `labels` must be sorted by name with unique names
+    /// and no empty values, `__name__` included (see `model::Labels`).
+    fn append(&mut self, labels: &[(&str, &str)], t: Timestamp, v: f64)
+    -> Result<(), StorageError>;
+
+    /// Records `# TYPE`/`# HELP`/`# UNIT` for a metric family, committed with the batch.
+    fn set_metadata(&mut self, metric: &str, metadata: &MetricMetadata);
+
+    /// Number of samples queued so far.
+    fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Makes the batch durable (fsync'd) and visible, then reports what was
+    /// stored. Blocks the calling thread; call it off the async runtime.
+    fn commit(self: Box<Self>) -> Result<CommitOutcome, StorageError>;
+}
+
+/// One series with the samples of a time range, in time order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    pub labels: Labels,
+    pub samples: Vec<Sample>,
+}
+
+/// Opens consistent read views. Implemented by `tsdb::Tsdb`.
+pub trait Queryable: Send + Sync {
+    /// A snapshot: data committed after this call is not seen by the querier.
+    fn querier(&self) -> Result<Box<dyn Querier + '_>, StorageError>;
+
+    /// Metadata of every metric family seen, by metric name.
+    fn metadata(&self) -> Vec<(String, MetricMetadata)>;
+}
+
+/// Reads one snapshot. Time bounds `mint`/`maxt` are inclusive milliseconds.
+pub trait Querier {
+    /// Series matching all matchers, with their samples in `[mint, maxt]`
+    /// (staleness markers included), sorted by labels. Series without a
+    /// sample in the range are omitted.
+    fn select(
+        &self,
+        mint: Timestamp,
+        maxt: Timestamp,
+        matchers: &[Matcher],
+    ) -> Result<Vec<Series>, StorageError>;
+
+    /// Label sets of the series matching all matchers that have data in the range, sorted.
+    fn series(
+        &self,
+        mint: Timestamp,
+        maxt: Timestamp,
+        matchers: &[Matcher],
+    ) -> Result<Vec<Labels>, StorageError>;
+
+    /// Sorted label names of matching series (all series when `matchers` is empty).
+    fn label_names(
+        &self,
+        mint: Timestamp,
+        maxt: Timestamp,
+        matchers: &[Matcher],
+    ) -> Result<Vec<String>, StorageError>;
+
+    /// Sorted values of label `name` over matching series.
+    fn label_values(
+        &self,
+        name: &str,
+        mint: Timestamp,
+        maxt: Timestamp,
+        matchers: &[Matcher],
+    ) -> Result<Vec<String>, StorageError>;
+}
