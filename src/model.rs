@@ -215,7 +215,7 @@ impl LabelHasher {
         // A fixed seed keeps the hash identical across threads and instances
         // of one process; it is never written to disk.
         static STATE: foldhash::fast::FixedState =
-            foldhash::fast::FixedState::with_seed(0x6775_6172_6469_61);
+            foldhash::fast::FixedState::with_seed(0x0067_7561_7264_6961);
         LabelHasher(STATE.build_hasher())
     }
 
