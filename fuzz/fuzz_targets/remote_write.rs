@@ -7,7 +7,7 @@
 use guardia::config::IngestLimits;
 use guardia::ingest::remote_write::{decode_write_request, decompress_snappy};
 use libfuzzer_sys::fuzz_target;
-use prost::bytes::Bytes;
+use guardia::ingest::remote_write::Bytes;
 
 fn walk(uncompressed: Vec<u8>, limits: &IngestLimits) {
     if let Ok(request) = decode_write_request(Bytes::from(uncompressed), limits) {

@@ -25,7 +25,8 @@
 //! This module never panics, whatever the input (fuzz target `remote_write`).
 
 use prost::Message;
-use prost::bytes::{Buf, Bytes};
+pub use prost::bytes::Bytes;
+use prost::bytes::Buf;
 
 use crate::config::IngestLimits;
 use crate::model::{self, Label, METRIC_NAME, MetricMetadata, Timestamp};
