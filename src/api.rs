@@ -2,14 +2,14 @@
 //! tests drive it with `tower::ServiceExt::oneshot` or over a real socket.
 //! One file per endpoint family:
 //!
-//! - [`ingest`]: shared body reading (size limits, gzip) and commit reporting
-//! - [`import`]: `POST /api/v1/import/prometheus` (text exposition)
-//! - [`write`]: `POST /api/v1/write` (remote_write 1.0)
-//! - [`series`]: `/api/v1/series`, `/api/v1/labels`, `/api/v1/label/{name}/values`
-//! - [`export`]: `/api/v1/export` (JSON lines, streamed)
-//! - [`status`]: `/-/healthy`, `/-/ready`, `/metrics`
-//! - [`params`]: time, `match[]` and `limit` parameters as Prometheus reads them
-//! - [`error`]: the one place errors become HTTP responses
+//! - [`ingest`] — shared body reading (size limits, gzip) and commit reporting
+//! - [`import`] — `POST /api/v1/import/prometheus` (text exposition)
+//! - [`write`] — `POST /api/v1/write` (remote_write 1.0)
+//! - [`series`] — `/api/v1/series`, `/api/v1/labels`, `/api/v1/label/{name}/values`
+//! - [`export`] — `/api/v1/export` (JSON lines, streamed)
+//! - [`status`] — `/-/healthy`, `/-/ready`, `/metrics`
+//! - [`params`] — time, `match[]` and `limit` parameters as Prometheus reads them
+//! - [`error`] — the one place errors become HTTP responses
 //!
 //! Handlers do CPU and storage work in `spawn_blocking`, never on the async
 //! runtime: storage commits block until durable and readers take redb

@@ -51,7 +51,9 @@ pub struct ServerSettings {
 pub enum ConfigError {
     #[error("invalid duration {0:?}: use Prometheus syntax such as 15d, 2h30m, 90s or 500ms")]
     InvalidDuration(String),
-    #[error("invalid size {0:?}: use a number with B, KB, MB, GB, TB, PB (or KiB, MiB, ...; both are powers of 1024)")]
+    #[error(
+        "invalid size {0:?}: use a number with B, KB, MB, GB, TB, PB (or KiB, MiB, ...; both are powers of 1024)"
+    )]
     InvalidSize(String),
 }
 
@@ -134,10 +136,19 @@ mod tests {
 
     #[test]
     fn durations_follow_prometheus_syntax() {
-        assert_eq!(parse_duration("15d").unwrap(), Duration::from_secs(15 * 86_400));
+        assert_eq!(
+            parse_duration("15d").unwrap(),
+            Duration::from_secs(15 * 86_400)
+        );
         assert_eq!(parse_duration("2h30m").unwrap(), Duration::from_secs(9000));
-        assert_eq!(parse_duration("1y").unwrap(), Duration::from_secs(365 * 86_400));
-        assert_eq!(parse_duration("1s500ms").unwrap(), Duration::from_millis(1500));
+        assert_eq!(
+            parse_duration("1y").unwrap(),
+            Duration::from_secs(365 * 86_400)
+        );
+        assert_eq!(
+            parse_duration("1s500ms").unwrap(),
+            Duration::from_millis(1500)
+        );
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
         for bad in ["", "15", "30m2h", "1h1h", "5x", "h", "1.5h", "-1d"] {
             assert!(parse_duration(bad).is_err(), "{bad}");

@@ -180,7 +180,11 @@ impl Exposition {
             let le = format_value(*bound);
             let mut with_le = labels.to_vec();
             with_le.push(("le", &le));
-            self.line(&bucket_name, &with_le, bucket.load(Ordering::Relaxed) as f64);
+            self.line(
+                &bucket_name,
+                &with_le,
+                bucket.load(Ordering::Relaxed) as f64,
+            );
         }
         let count = histogram.count() as f64;
         let mut with_le = labels.to_vec();

@@ -27,7 +27,10 @@ async fn pushed_text_comes_back_through_export_series_and_labels() {
     assert_eq!(status, StatusCode::NO_CONTENT, "{response:?}");
 
     let (status, export) = api
-        .get(&format!("/api/v1/export?match[]={}", encode("temperature_celsius")))
+        .get(&format!(
+            "/api/v1/export?match[]={}",
+            encode("temperature_celsius")
+        ))
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
@@ -63,7 +66,9 @@ async fn pushed_text_comes_back_through_export_series_and_labels() {
 async fn gzip_bodies_are_accepted_by_header_and_by_magic_bytes() {
     let api = TestApi::new();
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(b"zipped_metric 7 1700000000000\n").unwrap();
+    encoder
+        .write_all(b"zipped_metric 7 1700000000000\n")
+        .unwrap();
     let compressed = encoder.finish().unwrap();
 
     let request = Request::post(IMPORT)
@@ -77,19 +82,23 @@ async fn gzip_bodies_are_accepted_by_header_and_by_magic_bytes() {
     // idempotent duplicate, so still 204.
     let (status, _) = api.post(IMPORT, compressed).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    assert_eq!(api.series_of("zipped_metric").await, vec!["__name__=zipped_metric"]);
+    assert_eq!(
+        api.series_of("zipped_metric").await,
+        vec!["__name__=zipped_metric"]
+    );
 }
 
 #[tokio::test]
 async fn extra_labels_override_and_timestamp_param_fills_missing_timestamps() {
     let api = TestApi::new();
-    let uri = format!(
-        "{IMPORT}?extra_label=site=berlin&extra_label=job=forced&timestamp=1600000000000"
-    );
+    let uri =
+        format!("{IMPORT}?extra_label=site=berlin&extra_label=job=forced&timestamp=1600000000000");
     let body = "m{job=\"original\",x=\"1\"} 1\nm{x=\"2\"} 2 1600000005000\n";
     let (status, response) = api.post(&uri, body).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{response:?}");
-    let (_, export) = api.get(&format!("/api/v1/export?match[]={}", encode("m"))).await;
+    let (_, export) = api
+        .get(&format!("/api/v1/export?match[]={}", encode("m")))
+        .await;
     assert_eq!(
         std::str::from_utf8(&export).unwrap(),
         "{\"metric\":{\"__name__\":\"m\",\"job\":\"forced\",\"site\":\"berlin\",\"x\":\"1\"},\"values\":[1],\"timestamps\":[1600000000000]}\n\
@@ -103,7 +112,9 @@ async fn lines_without_timestamp_get_the_receive_time_from_the_clock() {
     api.clock.set(NOW_MS + 42);
     let (status, _) = api.post(IMPORT, "no_ts 3\n").await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (_, export) = api.get(&format!("/api/v1/export?match[]={}", encode("no_ts"))).await;
+    let (_, export) = api
+        .get(&format!("/api/v1/export?match[]={}", encode("no_ts")))
+        .await;
     assert!(
         std::str::from_utf8(&export)
             .unwrap()
@@ -115,7 +126,8 @@ async fn lines_without_timestamp_get_the_receive_time_from_the_clock() {
 #[tokio::test]
 async fn a_bad_line_is_named_and_nothing_of_the_request_is_stored() {
     let api = TestApi::new();
-    let body = "good_metric 1 1700000000000\ngood_metric{a=\"b\"} 2 1700000000000\nbad_metric{a=\"b\" 3\n";
+    let body =
+        "good_metric 1 1700000000000\ngood_metric{a=\"b\"} 2 1700000000000\nbad_metric{a=\"b\" 3\n";
     let (status, response) = api.post(IMPORT, body).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let message = error_message(&response);
@@ -148,7 +160,10 @@ async fn every_limit_has_its_code_and_message() {
     )
     .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(message.contains("exceeds the limit of 10 bytes (--ingest.max-body-size)"), "{message}");
+    assert!(
+        message.contains("exceeds the limit of 10 bytes (--ingest.max-body-size)"),
+        "{message}"
+    );
 
     let (status, message) = limit_error(
         IngestLimits {
@@ -262,7 +277,9 @@ async fn out_of_order_and_duplicate_timestamps_are_reported_and_the_rest_stored(
 #[tokio::test]
 async fn invalid_query_parameters_are_bad_data() {
     let api = TestApi::new();
-    let (status, body) = api.post(&format!("{IMPORT}?extra_label=novalue"), "m 1\n").await;
+    let (status, body) = api
+        .post(&format!("{IMPORT}?extra_label=novalue"), "m 1\n")
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(error_message(&body).contains("extra_label"));
     let (status, body) = api.post(&format!("{IMPORT}?timestamp=soon"), "m 1\n").await;

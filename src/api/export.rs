@@ -118,7 +118,10 @@ mod tests {
                 Sample { t: 2, v: 0.1 },
                 Sample { t: 3, v: 1e21 },
                 Sample { t: 4, v: f64::NAN },
-                Sample { t: 5, v: f64::NEG_INFINITY },
+                Sample {
+                    t: 5,
+                    v: f64::NEG_INFINITY,
+                },
                 Sample { t: 6, v: -0.0 },
                 Sample { t: 7, v: 1.5e-7 },
             ],

@@ -124,14 +124,14 @@ async fn import(
                                 too_many_series_message(limits.max_series_per_request)
                             )));
                         }
-                        appender
-                            .append(pairs, timestamp, value)
-                            .map_err(|error| match ApiError::from(error) {
+                        appender.append(pairs, timestamp, value).map_err(|error| {
+                            match ApiError::from(error) {
                                 ApiError::BadData(reason) => {
                                     ApiError::BadData(format!("line {line_number}: {reason}"))
                                 }
                                 other => other,
-                            })
+                            }
+                        })
                     })?;
                 }
                 Entry::Metadata(line) => {

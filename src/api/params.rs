@@ -39,8 +39,9 @@ impl Params {
     /// `start`/`end`, defaulting to an unbounded range.
     pub fn time_range(&self) -> Result<(Timestamp, Timestamp), ApiError> {
         let mint = match self.first("start") {
-            Some(text) if !text.is_empty() => parse_time(text)
-                .map_err(|error| invalid_parameter("start", &error))?,
+            Some(text) if !text.is_empty() => {
+                parse_time(text).map_err(|error| invalid_parameter("start", &error))?
+            }
             _ => MIN_TIME,
         };
         let maxt = match self.first("end") {
@@ -280,14 +281,27 @@ mod tests {
         assert_eq!(parse_time("1700000000").unwrap(), 1_700_000_000_000);
         assert_eq!(parse_time("1700000000.123").unwrap(), 1_700_000_000_123);
         assert_eq!(parse_time("-1.5").unwrap(), -1500);
-        assert_eq!(parse_time("2023-11-14T22:13:20Z").unwrap(), 1_700_000_000_000);
+        assert_eq!(
+            parse_time("2023-11-14T22:13:20Z").unwrap(),
+            1_700_000_000_000
+        );
         assert_eq!(
             parse_time("2023-11-14T22:13:20.5+01:00").unwrap(),
             1_700_000_000_500 - 3_600_000
         );
         assert_eq!(parse_time("1970-01-01T00:00:00Z").unwrap(), 0);
-        assert_eq!(parse_time("2024-02-29T00:00:00Z").unwrap(), 1_709_164_800_000);
-        for bad in ["", "x", "2023-02-29T00:00:00Z", "2023-11-14T22:13:20", "NaN", "Inf"] {
+        assert_eq!(
+            parse_time("2024-02-29T00:00:00Z").unwrap(),
+            1_709_164_800_000
+        );
+        for bad in [
+            "",
+            "x",
+            "2023-02-29T00:00:00Z",
+            "2023-11-14T22:13:20",
+            "NaN",
+            "Inf",
+        ] {
             assert!(parse_time(bad).is_err(), "{bad}");
         }
     }

@@ -54,7 +54,9 @@ pub async fn series_handler(
     params: Params,
 ) -> Result<Response, ApiError> {
     if params.first("match[]").is_none() {
-        return Err(ApiError::BadData("no match[] parameter provided".to_string()));
+        return Err(ApiError::BadData(
+            "no match[] parameter provided".to_string(),
+        ));
     }
     let matcher_sets = params.matcher_sets()?;
     let (mint, maxt) = params.time_range()?;

@@ -35,9 +35,9 @@ async fn write_request(
     body: Body,
 ) -> Result<CommitOutcome, ApiError> {
     let header_text = |name| {
-        headers
-            .get(name)
-            .map(|value: &axum::http::HeaderValue| value.to_str().unwrap_or("").to_ascii_lowercase())
+        headers.get(name).map(|value: &axum::http::HeaderValue| {
+            value.to_str().unwrap_or("").to_ascii_lowercase()
+        })
     };
     if let Some(encoding) = header_text(CONTENT_ENCODING)
         && !encoding.is_empty()

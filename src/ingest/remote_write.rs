@@ -25,8 +25,8 @@
 //! This module never panics, whatever the input (fuzz target `remote_write`).
 
 use prost::Message;
-pub use prost::bytes::Bytes;
 use prost::bytes::Buf;
+pub use prost::bytes::Bytes;
 
 use crate::config::IngestLimits;
 use crate::model::{self, Label, METRIC_NAME, MetricMetadata, Timestamp};
@@ -446,7 +446,11 @@ mod tests {
     fn round_trip_sorts_labels_and_keeps_stale_nan_bits() {
         let request = WriteRequest {
             timeseries: vec![series(
-                vec![label("job", "node"), label("__name__", "up"), label("a", "")],
+                vec![
+                    label("job", "node"),
+                    label("__name__", "up"),
+                    label("a", ""),
+                ],
                 vec![(1000, 1.0), (2000, model::stale_nan())],
             )],
             metadata: vec![WireMetricMetadata {
@@ -467,8 +471,8 @@ mod tests {
 
         let body = encode_snappy(&request);
         let uncompressed = decompress_snappy(&body, 1 << 20).unwrap();
-        let outer = decode_write_request(Bytes::from(uncompressed), &IngestLimits::default())
-            .unwrap();
+        let outer =
+            decode_write_request(Bytes::from(uncompressed), &IngestLimits::default()).unwrap();
         let metadata: Vec<_> = outer.metadata().collect();
         assert_eq!(metadata[0].0, "up");
         assert_eq!(metadata[0].1.metric_type, "gauge");
@@ -576,7 +580,10 @@ mod tests {
             Err(RemoteWriteError::LabelValueTooLong { length: 4, .. })
         ));
         let long_name = WriteRequest {
-            timeseries: vec![series(vec![label("__name__", "m"), label("abcdefghi", "1")], vec![])],
+            timeseries: vec![series(
+                vec![label("__name__", "m"), label("abcdefghi", "1")],
+                vec![],
+            )],
             metadata: vec![],
         };
         assert!(matches!(
@@ -672,8 +679,11 @@ mod tests {
             ("histogram-exemplar", &with_histogram),
             ("empty", &empty),
         ] {
-            std::fs::write(directory.join(format!("seed-{name}")), encode_snappy(request))
-                .unwrap();
+            std::fs::write(
+                directory.join(format!("seed-{name}")),
+                encode_snappy(request),
+            )
+            .unwrap();
         }
     }
 }

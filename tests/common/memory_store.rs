@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use guardia::api::Store;
 use guardia::model::{Labels, Matcher, MetricMetadata, Sample, Timestamp, matches_all};
 use guardia::storage::{
-    Appendable, Appender, CommitOutcome, Queryable, Querier, Series, StorageError,
+    Appendable, Appender, CommitOutcome, Querier, Queryable, Series, StorageError,
 };
 use guardia::telemetry::Exposition;
 use parking_lot::Mutex;
@@ -49,8 +49,14 @@ impl Appendable for MemoryStore {
 }
 
 impl Appender for MemoryAppender<'_> {
-    fn append(&mut self, labels: &[(&str, &str)], t: Timestamp, v: f64) -> Result<(), StorageError> {
-        self.queued.push((Labels::from_pairs(labels.iter().copied()), Sample { t, v }));
+    fn append(
+        &mut self,
+        labels: &[(&str, &str)],
+        t: Timestamp,
+        v: f64,
+    ) -> Result<(), StorageError> {
+        self.queued
+            .push((Labels::from_pairs(labels.iter().copied()), Sample { t, v }));
         Ok(())
     }
 
@@ -73,7 +79,9 @@ impl Appender for MemoryAppender<'_> {
             match samples.last() {
                 Some(last) if sample.t < last.t => {
                     outcome.out_of_order += 1;
-                    outcome.rejected_examples.push(format!("{labels} @{}: out of order", sample.t));
+                    outcome
+                        .rejected_examples
+                        .push(format!("{labels} @{}: out of order", sample.t));
                 }
                 Some(last) if sample.t == last.t && sample.v.to_bits() == last.v.to_bits() => {
                     outcome.duplicates += 1;
@@ -120,7 +128,12 @@ impl Queryable for MemoryStore {
 }
 
 impl Querier for MemoryQuerier {
-    fn select(&self, mint: Timestamp, maxt: Timestamp, matchers: &[Matcher]) -> Result<Vec<Series>, StorageError> {
+    fn select(
+        &self,
+        mint: Timestamp,
+        maxt: Timestamp,
+        matchers: &[Matcher],
+    ) -> Result<Vec<Series>, StorageError> {
         Ok(self
             .snapshot
             .iter()
@@ -137,22 +150,47 @@ impl Querier for MemoryQuerier {
             .collect())
     }
 
-    fn series(&self, mint: Timestamp, maxt: Timestamp, matchers: &[Matcher]) -> Result<Vec<Labels>, StorageError> {
-        Ok(self.select(mint, maxt, matchers)?.into_iter().map(|series| series.labels).collect())
+    fn series(
+        &self,
+        mint: Timestamp,
+        maxt: Timestamp,
+        matchers: &[Matcher],
+    ) -> Result<Vec<Labels>, StorageError> {
+        Ok(self
+            .select(mint, maxt, matchers)?
+            .into_iter()
+            .map(|series| series.labels)
+            .collect())
     }
 
-    fn label_names(&self, mint: Timestamp, maxt: Timestamp, matchers: &[Matcher]) -> Result<Vec<String>, StorageError> {
+    fn label_names(
+        &self,
+        mint: Timestamp,
+        maxt: Timestamp,
+        matchers: &[Matcher],
+    ) -> Result<Vec<String>, StorageError> {
         let mut names: Vec<String> = self
             .series(mint, maxt, matchers)?
             .iter()
-            .flat_map(|labels| labels.iter().map(|label| label.name.clone()).collect::<Vec<_>>())
+            .flat_map(|labels| {
+                labels
+                    .iter()
+                    .map(|label| label.name.clone())
+                    .collect::<Vec<_>>()
+            })
             .collect();
         names.sort();
         names.dedup();
         Ok(names)
     }
 
-    fn label_values(&self, name: &str, mint: Timestamp, maxt: Timestamp, matchers: &[Matcher]) -> Result<Vec<String>, StorageError> {
+    fn label_values(
+        &self,
+        name: &str,
+        mint: Timestamp,
+        maxt: Timestamp,
+        matchers: &[Matcher],
+    ) -> Result<Vec<String>, StorageError> {
         let mut values: Vec<String> = self
             .series(mint, maxt, matchers)?
             .iter()
@@ -170,6 +208,10 @@ impl Store for MemoryStore {
     }
 
     fn render_metrics(&self, exposition: &mut Exposition) {
-        exposition.gauge("guardia_test_store_series", "Series in the test store.", self.series.lock().len() as f64);
+        exposition.gauge(
+            "guardia_test_store_series",
+            "Series in the test store.",
+            self.series.lock().len() as f64,
+        );
     }
 }
