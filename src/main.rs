@@ -227,7 +227,7 @@ mod logfmt {
     }
 
     /// Quotes a value when it holds a space, `=`, a quote or nothing.
-    fn quote(value: &str) -> String {
+    pub(super) fn quote(value: &str) -> String {
         if !value.is_empty()
             && !value
                 .chars()
@@ -266,7 +266,7 @@ mod logfmt {
     }
 
     /// Proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-    fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    pub(super) fn civil_from_days(days: i64) -> (i64, i64, i64) {
         let shifted = days + 719_468;
         let era = shifted.div_euclid(146_097);
         let day_of_era = shifted - era * 146_097;
@@ -282,5 +282,73 @@ mod logfmt {
         };
         let year = year_of_era + era * 400 + i64::from(month <= 2);
         (year, month, day)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_arguments_means_serve_on_defaults() {
+        let cli = Cli::try_parse_from(["guardia"]).unwrap();
+        assert!(cli.command.is_none());
+        let settings = cli.serve.settings().unwrap();
+        assert_eq!(settings.storage_path, PathBuf::from("data"));
+        assert_eq!(settings.listen_address, "0.0.0.0:9099");
+        assert_eq!(
+            settings.retention.time,
+            Some(Duration::from_secs(15 * 86_400))
+        );
+        assert_eq!(settings.retention.size_bytes, None);
+        assert_eq!(settings.ingest, IngestLimits::default());
+    }
+
+    #[test]
+    fn serve_flags_are_prometheus_style() {
+        let cli = Cli::try_parse_from([
+            "guardia",
+            "serve",
+            "--storage.path=/var/lib/guardia",
+            "--web.listen-address=:9100",
+            "--storage.retention.time=2h30m",
+            "--storage.retention.size=1TiB",
+            "--ingest.max-body-size=1MB",
+            "--ingest.max-series-per-request=10",
+            "--log.format=json",
+            "--log.level=warn",
+        ])
+        .unwrap();
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("expected serve");
+        };
+        let settings = args.settings().unwrap();
+        assert_eq!(settings.retention.time, Some(Duration::from_secs(9000)));
+        assert_eq!(settings.retention.size_bytes, Some(1 << 40));
+        assert_eq!(settings.ingest.max_body_bytes, 1 << 20);
+        assert_eq!(settings.ingest.max_series_per_request, 10);
+        assert_eq!(settings.listen_address, ":9100");
+        assert!(Cli::try_parse_from(["guardia", "--log.level=trace"]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod logfmt_tests {
+    use super::logfmt::{civil_from_days, quote};
+
+    #[test]
+    fn values_are_quoted_only_when_needed() {
+        assert_eq!(quote("plain"), "plain");
+        assert_eq!(quote("two words"), "\"two words\"");
+        assert_eq!(quote("a=\"b\""), "\"a=\\\"b\\\"\"");
+        assert_eq!(quote(""), "\"\"");
+    }
+
+    #[test]
+    fn days_convert_to_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_675), (2023, 11, 14));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
     }
 }
