@@ -995,11 +995,24 @@ impl CommitThread {
                 }
             }
         }
+        for (_, _, open_first_seq) in &removed_series {
+            if let Some(seq) = open_first_seq {
+                release_first_seq(&mut self.state.open_chunks_by_first_seq, *seq);
+            }
+        }
+        let oldest_needed = self
+            .state
+            .open_chunks_by_first_seq
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.state.next_log_seq);
         let result = (|| {
             let transaction = self
                 .database
                 .begin_write()
                 .context("beginning a retention transaction")?;
+            self.truncate_log(&transaction, oldest_needed)?;
             if !removed_series.is_empty() {
                 let mut series_table = transaction
                     .open_table(tables::SERIES)
@@ -1049,11 +1062,8 @@ impl CommitThread {
         self.shared.metrics.commits.inc();
         self.shared.metrics.fsyncs.inc();
         let mut head = self.shared.head.write();
-        for (slot, _, open_first_seq) in &removed_series {
+        for (slot, _, _) in &removed_series {
             head.remove_series(*slot);
-            if let Some(seq) = open_first_seq {
-                release_first_seq(&mut self.state.open_chunks_by_first_seq, *seq);
-            }
         }
         report.series_deleted = removed_series.len() as u64;
         self.shared.metrics.head_series.set(head.live_series as f64);

@@ -276,9 +276,12 @@ fn load(database: &Database) -> Result<Loaded, TsdbError> {
                         cached = Some((sample.series_id, slot));
                         slot
                     }
+                    // Retention removed the series: all its samples are
+                    // below the floor, and it removes series rows only then.
+                    None if sample.series_id < next_series_id => continue,
                     None => {
                         return Err(TsdbError::Corrupt(format!(
-                            "log record {seq} names unknown series {}",
+                            "log record {seq} names series {} beyond the next id {next_series_id}",
                             sample.series_id
                         )));
                     }
