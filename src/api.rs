@@ -38,7 +38,7 @@ use parking_lot::Mutex;
 use crate::clock::Clock;
 use crate::config::IngestLimits;
 use crate::storage::{Appendable, Queryable};
-use crate::telemetry::{Counter, Exposition, Histogram};
+use crate::telemetry::{Exposition, Histogram};
 
 pub use error::ApiError;
 
@@ -100,11 +100,10 @@ pub struct ApiMetrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
     /// handler route → latency histogram.
     durations: Mutex<BTreeMap<String, Arc<Histogram>>>,
-    /// rejection reason → requests refused as a whole.
-    requests_rejected: Mutex<BTreeMap<&'static str, u64>>,
-    pub samples_appended: Counter,
-    pub samples_out_of_order: Counter,
-    pub samples_duplicate_timestamp: Counter,
+    /// (protocol, rejection reason) → push requests refused as a whole.
+    requests_rejected: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// (protocol, outcome) → pushed samples.
+    samples_pushed: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 impl ApiMetrics {
@@ -123,8 +122,20 @@ impl ApiMetrics {
         histogram.observe(seconds);
     }
 
-    pub fn reject_request(&self, reason: &'static str) {
-        *self.requests_rejected.lock().entry(reason).or_insert(0) += 1;
+    pub fn reject_request(&self, protocol: &'static str, reason: &'static str) {
+        *self
+            .requests_rejected
+            .lock()
+            .entry((protocol, reason))
+            .or_insert(0) += 1;
+    }
+
+    pub fn count_samples(&self, protocol: &'static str, outcome: &'static str, samples: u64) {
+        *self
+            .samples_pushed
+            .lock()
+            .entry((protocol, outcome))
+            .or_insert(0) += samples;
     }
 
     pub fn render(&self, exposition: &mut Exposition) {
@@ -160,33 +171,29 @@ impl ApiMetrics {
             );
         }
         exposition.family(
-            "guardia_ingest_samples_total",
+            "guardia_push_samples_total",
             "counter",
-            "Pushed samples by outcome: appended, or rejected as out_of_order or duplicate_timestamp.",
+            "Samples pushed over HTTP, by protocol and outcome (appended, out_of_order, duplicate_timestamp).",
         );
-        for (outcome, counter) in [
-            ("appended", &self.samples_appended),
-            ("out_of_order", &self.samples_out_of_order),
-            ("duplicate_timestamp", &self.samples_duplicate_timestamp),
-        ] {
+        for ((protocol, outcome), count) in self.samples_pushed.lock().iter() {
             exposition.sample(
-                "guardia_ingest_samples_total",
-                &[("outcome", outcome)],
-                counter.get() as f64,
+                "guardia_push_samples_total",
+                &[("protocol", protocol), ("outcome", outcome)],
+                *count as f64,
             );
         }
-        let rejected: Vec<(&str, u64)> = self
-            .requests_rejected
-            .lock()
-            .iter()
-            .map(|(reason, count)| (*reason, *count))
-            .collect();
-        exposition.counter_vec(
-            "guardia_ingest_requests_rejected_total",
-            "Ingest requests refused as a whole (nothing stored), by reason.",
-            "reason",
-            &rejected,
+        exposition.family(
+            "guardia_push_requests_rejected_total",
+            "counter",
+            "Push requests refused as a whole (nothing stored), by protocol and reason.",
         );
+        for ((protocol, reason), count) in self.requests_rejected.lock().iter() {
+            exposition.sample(
+                "guardia_push_requests_rejected_total",
+                &[("protocol", protocol), ("reason", reason)],
+                *count as f64,
+            );
+        }
     }
 }
 

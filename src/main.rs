@@ -191,11 +191,19 @@ mod logfmt {
             let metadata = event.metadata();
             write!(
                 writer,
-                "ts={} level={} caller={}",
+                "ts={} level={}",
                 rfc3339_now(),
                 metadata.level().as_str().to_ascii_lowercase(),
-                metadata.target()
             )?;
+            // Prometheus's `caller=file.go:123`, with the module for context.
+            match (metadata.file(), metadata.line()) {
+                (Some(file), Some(line)) => {
+                    let file_name = file.rsplit('/').next().unwrap_or(file);
+                    write!(writer, " caller={file_name}:{line}")?;
+                }
+                _ => write!(writer, " caller={}", metadata.target())?,
+            }
+            write!(writer, " module={}", metadata.target())?;
             let mut visitor = LogfmtVisitor::default();
             event.record(&mut visitor);
             if let Some(message) = &visitor.message {

@@ -14,6 +14,8 @@ use tokio::net::TcpListener;
 use crate::api::{self, ApiState, Store};
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServerSettings;
+use crate::telemetry::Exposition;
+use crate::tsdb::{Options, Tsdb};
 
 /// How often retention runs.
 pub const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
@@ -139,10 +141,38 @@ pub async fn serve(settings: ServerSettings) -> Result<(), ServerError> {
     serve_store(&settings, store, Arc::new(SystemClock), shutdown_signal()).await
 }
 
+impl Store for Tsdb {
+    fn is_ready(&self) -> bool {
+        Tsdb::is_ready(self)
+    }
+
+    fn render_metrics(&self, exposition: &mut Exposition) {
+        Tsdb::render_metrics(self, exposition);
+    }
+}
+
+impl ManagedStore for Tsdb {
+    fn apply_retention(&self) -> Result<(), String> {
+        Tsdb::apply_retention(self)
+            .map(|report| tracing::debug!(?report, "retention applied"))
+            .map_err(|error| error.to_string())
+    }
+
+    fn close(&self) -> Result<(), String> {
+        Tsdb::close(self).map_err(|error| error.to_string())
+    }
+}
+
 fn open_store(settings: &ServerSettings) -> Result<Arc<dyn ManagedStore>, ServerError> {
-    let _ = settings;
-    Err(ServerError::OpenStorage {
-        path: settings.storage_path.display().to_string(),
-        reason: "tsdb not merged yet".to_string(),
-    })
+    let options = Options {
+        retention: settings.retention.clone(),
+        ..Options::default()
+    };
+    tracing::info!(path = %settings.storage_path.display(), "opening storage");
+    let tsdb =
+        Tsdb::open(&settings.storage_path, options).map_err(|error| ServerError::OpenStorage {
+            path: settings.storage_path.display().to_string(),
+            reason: error.to_string(),
+        })?;
+    Ok(tsdb)
 }

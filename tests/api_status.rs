@@ -42,13 +42,25 @@ async fn healthy_and_ready() {
 #[tokio::test]
 async fn poisoned_store_is_not_ready_and_refuses_writes_with_503() {
     let api = TestApi::new();
-    api.store.poison();
+    let (status, _) = api.post("/api/v1/import/prometheus", "m 1 1000\n").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    api.poison_on_next_commit();
+    let (status, body) = api.post("/api/v1/import/prometheus", "m 2 2000\n").await;
+    assert!(status.is_server_error(), "{status} {body:?}");
     let (status, _) = api.get("/-/ready").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    let (status, body) = api.post("/api/v1/import/prometheus", "m 1\n").await;
+    let (status, body) = api.post("/api/v1/import/prometheus", "m 3 3000\n").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(json["errorType"], "unavailable");
+    // Reads still work and show only what was acknowledged.
+    let (status, export) = api.get("/api/v1/export?match[]=m").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        std::str::from_utf8(&export)
+            .unwrap()
+            .contains("\"values\":[1],")
+    );
 }
 
 #[tokio::test]
@@ -74,21 +86,26 @@ async fn metrics_parse_and_count_ingest() {
         value_of(&samples, series).unwrap_or_else(|| panic!("{series} missing in\n{text}"))
     };
     assert_eq!(
-        value("guardia_ingest_samples_total{outcome=\"appended\"}"),
+        value("guardia_push_samples_total{outcome=\"appended\", protocol=\"prometheus_text\"}"),
         3.0
     );
     assert_eq!(
-        value("guardia_ingest_samples_total{outcome=\"out_of_order\"}"),
+        value("guardia_push_samples_total{outcome=\"out_of_order\", protocol=\"prometheus_text\"}"),
         1.0
     );
     assert_eq!(
-        value("guardia_ingest_samples_total{outcome=\"duplicate_timestamp\"}"),
-        0.0
-    );
-    assert_eq!(
-        value("guardia_ingest_requests_rejected_total{reason=\"bad_data\"}"),
+        value(
+            "guardia_push_requests_rejected_total{protocol=\"prometheus_text\", reason=\"bad_data\"}"
+        ),
         1.0
     );
+    // The store's own counters agree.
+    assert_eq!(value("guardia_ingest_samples_total"), 3.0);
+    assert_eq!(
+        value("guardia_ingest_rejected_samples_total{reason=\"out_of_order\"}"),
+        1.0
+    );
+    assert_eq!(value("guardia_tsdb_head_series"), 3.0);
     assert_eq!(
         value("guardia_http_requests_total{code=\"204\", handler=\"/api/v1/import/prometheus\"}"),
         1.0
@@ -103,5 +120,4 @@ async fn metrics_parse_and_count_ingest() {
     );
     assert!(value("process_resident_memory_bytes") > 0.0);
     assert!(value("process_cpu_seconds_total") >= 0.0);
-    assert!(value("guardia_test_store_series") >= 3.0);
 }

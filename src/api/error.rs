@@ -51,7 +51,7 @@ impl ApiError {
         }
     }
 
-    /// The reason label used by the `guardia_ingest_requests_rejected_total` counter.
+    /// The reason label used by the `guardia_push_requests_rejected_total` counter.
     pub fn ingest_reject_reason(&self) -> &'static str {
         match self {
             ApiError::BadData(_) => "bad_data",

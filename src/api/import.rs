@@ -21,8 +21,8 @@ use axum::response::Response;
 
 use crate::api::error::ApiError;
 use crate::api::ingest::{
-    BodyEncoding, check_label_limits, commit_response, count_rejection, gunzip_limited,
-    read_body_limited, text_body_encoding, too_many_series_message,
+    BodyEncoding, PROTOCOL_TEXT, check_label_limits, commit_response, count_rejection,
+    gunzip_limited, read_body_limited, text_body_encoding, too_many_series_message,
 };
 use crate::api::{ApiState, run_blocking};
 use crate::ingest::text::{Entry, Format, SampleBuf, TextParser};
@@ -36,8 +36,8 @@ pub async fn import_prometheus(
     body: Body,
 ) -> Result<Response, ApiError> {
     match import(&state, &query, &headers, body).await {
-        Ok(outcome) => Ok(commit_response(&state, &outcome)),
-        Err(error) => Err(count_rejection(&state, error)),
+        Ok(outcome) => Ok(commit_response(&state, PROTOCOL_TEXT, &outcome)),
+        Err(error) => Err(count_rejection(&state, PROTOCOL_TEXT, error)),
     }
 }
 

@@ -126,13 +126,15 @@ pub fn too_many_series_message(limit: usize) -> String {
 
 /// 204 when every sample was stored; otherwise 200 with counts, examples and
 /// warnings, so a client sees exactly what was not stored.
-pub fn commit_response(state: &ApiState, outcome: &CommitOutcome) -> Response {
+pub fn commit_response(
+    state: &ApiState,
+    protocol: &'static str,
+    outcome: &CommitOutcome,
+) -> Response {
     let metrics = state.metrics();
-    metrics.samples_appended.add(outcome.samples_appended);
-    metrics.samples_out_of_order.add(outcome.out_of_order);
-    metrics
-        .samples_duplicate_timestamp
-        .add(outcome.duplicate_timestamp);
+    metrics.count_samples(protocol, "appended", outcome.samples_appended);
+    metrics.count_samples(protocol, "out_of_order", outcome.out_of_order);
+    metrics.count_samples(protocol, "duplicate_timestamp", outcome.duplicate_timestamp);
     if outcome.rejected() == 0 {
         return StatusCode::NO_CONTENT.into_response();
     }
@@ -162,9 +164,15 @@ pub fn commit_response(state: &ApiState, outcome: &CommitOutcome) -> Response {
     (StatusCode::OK, Json(body)).into_response()
 }
 
+/// Protocol label values of the push counters.
+pub const PROTOCOL_TEXT: &str = "prometheus_text";
+pub const PROTOCOL_REMOTE_WRITE: &str = "remote_write";
+
 /// Counts a refused request by reason and passes the error on.
-pub fn count_rejection(state: &ApiState, error: ApiError) -> ApiError {
-    state.metrics().reject_request(error.ingest_reject_reason());
+pub fn count_rejection(state: &ApiState, protocol: &'static str, error: ApiError) -> ApiError {
+    state
+        .metrics()
+        .reject_request(protocol, error.ingest_reject_reason());
     error
 }
 

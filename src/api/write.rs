@@ -13,7 +13,9 @@ use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use axum::response::Response;
 
 use crate::api::error::ApiError;
-use crate::api::ingest::{commit_response, count_rejection, read_body_limited};
+use crate::api::ingest::{
+    PROTOCOL_REMOTE_WRITE, commit_response, count_rejection, read_body_limited,
+};
 use crate::api::{ApiState, run_blocking};
 use crate::ingest::remote_write::{Bytes, decode_write_request, decompress_snappy};
 use crate::storage::CommitOutcome;
@@ -24,8 +26,8 @@ pub async fn remote_write(
     body: Body,
 ) -> Result<Response, ApiError> {
     match write_request(&state, &headers, body).await {
-        Ok(outcome) => Ok(commit_response(&state, &outcome)),
-        Err(error) => Err(count_rejection(&state, error)),
+        Ok(outcome) => Ok(commit_response(&state, PROTOCOL_REMOTE_WRITE, &outcome)),
+        Err(error) => Err(count_rejection(&state, PROTOCOL_REMOTE_WRITE, error)),
     }
 }
 

@@ -1,5 +1,6 @@
-//! Shared helpers of the API tests: a router over a store in a temp dir,
-//! and one-shot requests through `tower::ServiceExt::oneshot`.
+//! Shared helpers of the API tests: a router over a real `Tsdb` in a temp
+//! dir (with a fault-injection handle, to poison it), and one-shot requests
+//! through `tower::ServiceExt::oneshot`.
 
 #![allow(dead_code)]
 
@@ -13,17 +14,15 @@ use guardia::clock::ManualClock;
 use guardia::config::IngestLimits;
 use tower::ServiceExt;
 
-#[path = "memory_store.rs"]
-pub mod memory_store;
-
-pub type TestStore = memory_store::MemoryStore;
+use guardia::tsdb::{FaultInjection, Options, Tsdb};
 
 /// Receive time the manual clock starts at: 2023-11-14T22:13:20Z.
 pub const NOW_MS: i64 = 1_700_000_000_000;
 
 pub struct TestApi {
     pub router: Router,
-    pub store: Arc<TestStore>,
+    pub store: Arc<Tsdb>,
+    pub fault: Arc<FaultInjection>,
     pub clock: ManualClock,
     pub directory: tempfile::TempDir,
 }
@@ -35,16 +34,30 @@ impl TestApi {
 
     pub fn with_limits(limits: IngestLimits) -> TestApi {
         let directory = tempfile::tempdir().unwrap();
-        let store = memory_store::MemoryStore::new();
+        let fault = Arc::new(FaultInjection::new());
+        let store = Tsdb::open(
+            directory.path(),
+            Options {
+                fault_injection: Some(fault.clone()),
+                ..Options::default()
+            },
+        )
+        .unwrap();
         let clock = ManualClock::new(NOW_MS);
         let api_store: Arc<dyn Store> = store.clone();
         let state = ApiState::new(api_store, Arc::new(clock.clone()), limits);
         TestApi {
             router: router(state),
             store,
+            fault,
             clock,
             directory,
         }
+    }
+
+    /// Makes every later redb write fail, so the next commit poisons the store.
+    pub fn poison_on_next_commit(&self) {
+        self.fault.fail_writes(true);
     }
 
     pub async fn send(&self, request: Request<Body>) -> (StatusCode, HeaderMap, Bytes) {
@@ -95,6 +108,12 @@ impl TestApi {
                     .join(",")
             })
             .collect()
+    }
+}
+
+impl Drop for TestApi {
+    fn drop(&mut self) {
+        let _ = self.store.close();
     }
 }
 
