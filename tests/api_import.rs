@@ -292,3 +292,54 @@ async fn invalid_query_parameters_are_bad_data() {
     let (status, _, _) = api.send(request).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
+
+/// A real node_exporter scrape pushed through the API reads back sample for
+/// sample, values bit-exact, through the storage querier.
+#[tokio::test]
+async fn real_node_exporter_capture_round_trips() {
+    use guardia::ingest::text::{Entry, Format, SampleBuf, TextParser};
+    use guardia::model::Matcher;
+    use guardia::storage::Queryable;
+
+    let capture = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/node_exporter.prom"
+    ))
+    .unwrap();
+    let mut expected = std::collections::BTreeMap::new();
+    let mut parser = TextParser::new(&capture, Format::Prometheus);
+    let mut sample = SampleBuf::new();
+    while let Some(entry) = parser.next_entry(&mut sample).unwrap() {
+        if entry == Entry::Sample {
+            expected.insert(sample.to_labels(), sample.value().to_bits());
+        }
+    }
+    assert!(expected.len() > 100);
+
+    let api = TestApi::new();
+    let (status, body) = api
+        .post(
+            &format!("{IMPORT}?timestamp=1700000000000"),
+            capture.clone(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body:?}");
+
+    let querier = api.store.querier().unwrap();
+    let selected = querier
+        .select(
+            i64::MIN / 4,
+            i64::MAX / 4,
+            &[Matcher::new(guardia::model::MatchOp::Regex, "__name__", ".+").unwrap()],
+        )
+        .unwrap();
+    let stored: std::collections::BTreeMap<_, _> = selected
+        .into_iter()
+        .map(|series| {
+            assert_eq!(series.samples.len(), 1);
+            assert_eq!(series.samples[0].t, 1_700_000_000_000);
+            (series.labels, series.samples[0].v.to_bits())
+        })
+        .collect();
+    assert_eq!(stored, expected);
+}
