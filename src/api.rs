@@ -1,1 +1,260 @@
-//! HTTP API (in progress).
+//! The HTTP API (axum). [`router`] builds every route over an [`ApiState`];
+//! tests drive it with `tower::ServiceExt::oneshot` or over a real socket.
+//! One file per endpoint family:
+//!
+//! - [`ingest`] — shared body reading (size limits, gzip) and commit reporting
+//! - [`import`] — `POST /api/v1/import/prometheus` (text exposition)
+//! - [`write`] — `POST /api/v1/write` (remote_write 1.0)
+//! - [`series`] — `/api/v1/series`, `/api/v1/labels`, `/api/v1/label/{name}/values`
+//! - [`export`] — `/api/v1/export` (JSON lines, streamed)
+//! - [`status`] — `/-/healthy`, `/-/ready`, `/metrics`
+//! - [`params`] — time, `match[]` and `limit` parameters as Prometheus reads them
+//! - [`error`] — the one place errors become HTTP responses
+//!
+//! Handlers do CPU and storage work in `spawn_blocking`, never on the async
+//! runtime: storage commits block until durable and readers take redb
+//! transactions.
+
+pub mod error;
+pub mod export;
+pub mod import;
+pub mod ingest;
+pub mod params;
+pub mod series;
+pub mod status;
+pub mod write;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{get, post};
+use parking_lot::Mutex;
+
+use crate::clock::Clock;
+use crate::config::IngestLimits;
+use crate::storage::{Appendable, Queryable};
+use crate::telemetry::{Exposition, Histogram};
+
+pub use error::ApiError;
+
+/// What the API needs from the store beyond the storage traits: readiness
+/// for `/-/ready` and its self-metrics for `/metrics`.
+pub trait Store: Appendable + Queryable + Send + Sync + 'static {
+    /// False while starting, after a failed commit (poisoned) or when closing.
+    fn is_ready(&self) -> bool;
+    /// Appends the store's own metrics.
+    fn render_metrics(&self, exposition: &mut Exposition);
+}
+
+/// Shared state of every handler; cheap to clone.
+#[derive(Clone)]
+pub struct ApiState {
+    shared: Arc<ApiShared>,
+}
+
+struct ApiShared {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    limits: IngestLimits,
+    metrics: ApiMetrics,
+}
+
+impl ApiState {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, limits: IngestLimits) -> ApiState {
+        ApiState {
+            shared: Arc::new(ApiShared {
+                store,
+                clock,
+                limits,
+                metrics: ApiMetrics::default(),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.shared.store
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.shared.clock
+    }
+
+    pub fn limits(&self) -> &IngestLimits {
+        &self.shared.limits
+    }
+
+    pub fn metrics(&self) -> &ApiMetrics {
+        &self.shared.metrics
+    }
+}
+
+/// Request and ingest counters of this API instance, rendered on `/metrics`.
+#[derive(Default)]
+pub struct ApiMetrics {
+    /// (handler route, status code) → requests.
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    /// handler route → latency histogram.
+    durations: Mutex<BTreeMap<String, Arc<Histogram>>>,
+    /// (protocol, rejection reason) → push requests refused as a whole.
+    requests_rejected: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// (protocol, outcome) → pushed samples.
+    samples_pushed: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+}
+
+impl ApiMetrics {
+    fn observe_request(&self, handler: &str, status: u16, seconds: f64) {
+        *self
+            .requests
+            .lock()
+            .entry((handler.to_string(), status))
+            .or_insert(0) += 1;
+        let histogram = self
+            .durations
+            .lock()
+            .entry(handler.to_string())
+            .or_insert_with(|| Arc::new(Histogram::new()))
+            .clone();
+        histogram.observe(seconds);
+    }
+
+    pub fn reject_request(&self, protocol: &'static str, reason: &'static str) {
+        *self
+            .requests_rejected
+            .lock()
+            .entry((protocol, reason))
+            .or_insert(0) += 1;
+    }
+
+    pub fn count_samples(&self, protocol: &'static str, outcome: &'static str, samples: u64) {
+        *self
+            .samples_pushed
+            .lock()
+            .entry((protocol, outcome))
+            .or_insert(0) += samples;
+    }
+
+    pub fn render(&self, exposition: &mut Exposition) {
+        exposition.family(
+            "guardia_http_requests_total",
+            "counter",
+            "HTTP requests served, by handler and status code.",
+        );
+        for ((handler, code), count) in self.requests.lock().iter() {
+            let code = code.to_string();
+            exposition.sample(
+                "guardia_http_requests_total",
+                &[("handler", handler), ("code", &code)],
+                *count as f64,
+            );
+        }
+        exposition.family(
+            "guardia_http_request_duration_seconds",
+            "histogram",
+            "Time to produce the response head, by handler.",
+        );
+        let durations: Vec<(String, Arc<Histogram>)> = self
+            .durations
+            .lock()
+            .iter()
+            .map(|(handler, histogram)| (handler.clone(), histogram.clone()))
+            .collect();
+        for (handler, histogram) in &durations {
+            exposition.histogram_sample(
+                "guardia_http_request_duration_seconds",
+                &[("handler", handler)],
+                histogram,
+            );
+        }
+        exposition.family(
+            "guardia_push_samples_total",
+            "counter",
+            "Samples pushed over HTTP, by protocol and outcome (appended, out_of_order, duplicate_timestamp).",
+        );
+        for ((protocol, outcome), count) in self.samples_pushed.lock().iter() {
+            exposition.sample(
+                "guardia_push_samples_total",
+                &[("protocol", protocol), ("outcome", outcome)],
+                *count as f64,
+            );
+        }
+        exposition.family(
+            "guardia_push_requests_rejected_total",
+            "counter",
+            "Push requests refused as a whole (nothing stored), by protocol and reason.",
+        );
+        for ((protocol, reason), count) in self.requests_rejected.lock().iter() {
+            exposition.sample(
+                "guardia_push_requests_rejected_total",
+                &[("protocol", protocol), ("reason", reason)],
+                *count as f64,
+            );
+        }
+    }
+}
+
+/// Builds every route over `state`.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/v1/import/prometheus", post(import::import_prometheus))
+        .route("/api/v1/write", post(write::remote_write))
+        .route(
+            "/api/v1/series",
+            get(series::series_handler).post(series::series_handler),
+        )
+        .route(
+            "/api/v1/labels",
+            get(series::label_names_handler).post(series::label_names_handler),
+        )
+        .route(
+            "/api/v1/label/{name}/values",
+            get(series::label_values_handler),
+        )
+        .route(
+            "/api/v1/export",
+            get(export::export_handler).post(export::export_handler),
+        )
+        .route("/-/healthy", get(status::healthy).head(status::healthy))
+        .route("/-/ready", get(status::ready).head(status::ready))
+        .route("/metrics", get(status::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            track_request,
+        ))
+        .with_state(state)
+}
+
+/// Counts every routed request by handler and status, and times it.
+async fn track_request(
+    State(state): State<ApiState>,
+    matched_path: Option<MatchedPath>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let handler = matched_path
+        .map(|path| path.as_str().to_string())
+        .unwrap_or_else(|| "other".to_string());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state.metrics().observe_request(
+        &handler,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+/// Runs blocking work off the async runtime; a panic in it becomes a 500.
+pub(crate) async fn run_blocking<T, F>(work: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| ApiError::Internal(format!("worker task failed: {error}")))?
+}

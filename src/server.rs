@@ -1,1 +1,178 @@
-//! Wiring of storage, API and background tasks (in progress).
+//! Wiring of a running guardia: open the store, build the API router, serve
+//! HTTP on `--web.listen-address`, apply retention every minute off the
+//! async runtime, and shut down gracefully on SIGINT/SIGTERM: stop accepting,
+//! let in-flight requests finish (their commits included), stop background
+//! work, then close the store so everything acknowledged is on disk.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::api::{self, ApiState, Store};
+use crate::clock::{Clock, SystemClock};
+use crate::config::ServerSettings;
+use crate::telemetry::Exposition;
+use crate::tsdb::{Options, Tsdb};
+
+/// How often retention runs.
+pub const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot open storage at {path}: {reason}")]
+    OpenStorage { path: String, reason: String },
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("HTTP server failed: {0}")]
+    Serve(#[source] std::io::Error),
+    #[error("closing storage failed: {0}")]
+    Close(String),
+}
+
+/// The store's lifecycle as the server drives it.
+pub trait ManagedStore: Store {
+    /// Drops data outside the retention settings; blocks.
+    fn apply_retention(&self) -> Result<(), String>;
+    /// Flushes and closes; blocks. Called once, after the last request.
+    fn close(&self) -> Result<(), String>;
+}
+
+/// Accepts Prometheus's `:9099` (all interfaces) as well as `host:port`.
+pub fn normalize_listen_address(address: &str) -> String {
+    if address.starts_with(':') {
+        format!("0.0.0.0{address}")
+    } else {
+        address.to_string()
+    }
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = interrupt => tracing::info!("received SIGINT, shutting down"),
+        _ = terminate => tracing::info!("received SIGTERM, shutting down"),
+    }
+}
+
+/// Serves `store` until `shutdown` resolves, then closes it.
+pub async fn serve_store(
+    settings: &ServerSettings,
+    store: Arc<dyn ManagedStore>,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let address = normalize_listen_address(&settings.listen_address);
+    let listener = TcpListener::bind(&address)
+        .await
+        .map_err(|source| ServerError::Listen {
+            address: address.clone(),
+            source,
+        })?;
+    let local_address: Option<SocketAddr> = listener.local_addr().ok();
+    tracing::info!(
+        address = %local_address.map_or(address.clone(), |bound| bound.to_string()),
+        "listening for HTTP"
+    );
+
+    let api_store: Arc<dyn Store> = store.clone();
+    let state = ApiState::new(api_store, clock, settings.ingest.clone());
+    let router = api::router(state);
+
+    let retention_store = store.clone();
+    let retention_task = tokio::spawn(async move {
+        let mut interval = tokio::time::interval(RETENTION_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick fires at once; retention at startup is the store's business.
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            let store = retention_store.clone();
+            match tokio::task::spawn_blocking(move || store.apply_retention()).await {
+                Ok(Ok(())) => tracing::debug!("retention applied"),
+                Ok(Err(error)) => tracing::warn!(%error, "retention failed"),
+                Err(error) => tracing::error!(%error, "retention task panicked"),
+            }
+        }
+    });
+
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    retention_task.abort();
+    let _ = retention_task.await;
+    tracing::info!("HTTP server stopped; closing storage");
+    let closing_store = store.clone();
+    let closed = tokio::task::spawn_blocking(move || closing_store.close())
+        .await
+        .map_err(|error| ServerError::Close(format!("close task failed: {error}")))?;
+    served.map_err(ServerError::Serve)?;
+    closed.map_err(ServerError::Close)?;
+    tracing::info!("storage closed; bye");
+    Ok(())
+}
+
+/// Opens the store under `settings.storage_path` and serves until SIGINT/SIGTERM.
+pub async fn serve(settings: ServerSettings) -> Result<(), ServerError> {
+    let store = open_store(&settings)?;
+    serve_store(&settings, store, Arc::new(SystemClock), shutdown_signal()).await
+}
+
+impl Store for Tsdb {
+    fn is_ready(&self) -> bool {
+        Tsdb::is_ready(self)
+    }
+
+    fn render_metrics(&self, exposition: &mut Exposition) {
+        Tsdb::render_metrics(self, exposition);
+    }
+}
+
+impl ManagedStore for Tsdb {
+    fn apply_retention(&self) -> Result<(), String> {
+        Tsdb::apply_retention(self)
+            .map(|report| tracing::debug!(?report, "retention applied"))
+            .map_err(|error| error.to_string())
+    }
+
+    fn close(&self) -> Result<(), String> {
+        Tsdb::close(self).map_err(|error| error.to_string())
+    }
+}
+
+fn open_store(settings: &ServerSettings) -> Result<Arc<dyn ManagedStore>, ServerError> {
+    let options = Options {
+        retention: settings.retention.clone(),
+        ..Options::default()
+    };
+    tracing::info!(path = %settings.storage_path.display(), "opening storage");
+    let tsdb =
+        Tsdb::open(&settings.storage_path, options).map_err(|error| ServerError::OpenStorage {
+            path: settings.storage_path.display().to_string(),
+            reason: error.to_string(),
+        })?;
+    Ok(tsdb)
+}

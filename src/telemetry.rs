@@ -132,6 +132,12 @@ impl Exposition {
         }
     }
 
+    /// A counter whose value is not a whole number (CPU seconds).
+    pub fn counter_f64(&mut self, name: &str, help: &str, value: f64) {
+        self.header(name, "counter", help);
+        self.line(name, &[], value);
+    }
+
     pub fn gauge(&mut self, name: &str, help: &str, value: f64) {
         self.header(name, "gauge", help);
         self.line(name, &[], value);
@@ -153,6 +159,40 @@ impl Exposition {
         let sum = histogram.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
         self.line(&format!("{name}_sum"), &[], sum);
         self.line(&format!("{name}_count"), &[], count);
+    }
+
+    /// Starts a metric family whose samples carry labels; follow with
+    /// [`Exposition::sample`] or [`Exposition::histogram_sample`].
+    pub fn family(&mut self, name: &str, kind: &str, help: &str) {
+        self.header(name, kind, help);
+    }
+
+    /// One sample line with any number of labels, after [`Exposition::family`].
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.line(name, labels, value);
+    }
+
+    /// The bucket, sum and count lines of one labelled histogram of a
+    /// family started with [`Exposition::family`] (kind `histogram`).
+    pub fn histogram_sample(&mut self, name: &str, labels: &[(&str, &str)], histogram: &Histogram) {
+        let bucket_name = format!("{name}_bucket");
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(histogram.buckets.iter()) {
+            let le = format_value(*bound);
+            let mut with_le = labels.to_vec();
+            with_le.push(("le", &le));
+            self.line(
+                &bucket_name,
+                &with_le,
+                bucket.load(Ordering::Relaxed) as f64,
+            );
+        }
+        let count = histogram.count() as f64;
+        let mut with_le = labels.to_vec();
+        with_le.push(("le", "+Inf"));
+        self.line(&bucket_name, &with_le, count);
+        let sum = histogram.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        self.line(&format!("{name}_sum"), labels, sum);
+        self.line(&format!("{name}_count"), labels, count);
     }
 
     pub fn finish(self) -> String {

@@ -1,1 +1,1149 @@
-//! Prometheus / OpenMetrics text exposition parser (in progress).
+//! The Prometheus text exposition format (0.0.4) and OpenMetrics 1.0 text:
+//! a zero-copy, line-oriented parser that never panics, and a printer whose
+//! output it accepts. This is the ingest hot path for pushed and scraped
+//! text; it borrows names and values from the input and allocates only
+//! for a label value, quoted name or HELP text that contains escapes.
+//!
+//! # API
+//!
+//! - [`TextParser::new`] (input already `&str`) or [`TextParser::from_bytes`]
+//!   (checks UTF-8 once, up front), with a [`Format`]; the push endpoint gets
+//!   the format from the request with [`Format::from_content_type`].
+//! - [`TextParser::next_entry`] fills a caller-owned, reused [`SampleBuf`]
+//!   and returns [`Entry::Sample`], or returns [`Entry::Metadata`] for a
+//!   `# HELP`, `# TYPE` or (OpenMetrics) `# UNIT` line; `Ok(None)` at the end.
+//!   After an error or the end it keeps returning `Ok(None)`.
+//! - [`SampleBuf::with_sorted_label_pairs`] hands the sample's labels, sorted
+//!   by name with `("__name__", name)` included and empty values dropped,
+//!   to a closure: the shape `storage::Appender::append` wants. No heap
+//!   allocation happens per sample once the buffers have grown.
+//! - Errors are [`TextParseError`]: 1-based line number plus a
+//!   [`ParseErrorReason`] in words, e.g. `line 12: expected '=' after label
+//!   name "job"`.
+//! - [`write_sample`], [`write_help`], [`write_type`] and
+//!   [`write_openmetrics_eof`] print the formats back.
+//!
+//! ```
+//! use guardia::ingest::text::{Entry, Format, SampleBuf, TextParser};
+//! use guardia::model::MetricMetadata;
+//!
+//! let body = "# TYPE http_requests_total counter\n\
+//!             http_requests_total{path=\"/a\",code=\"200\"} 1027 1700000000000\n\
+//!             {\"my.metric\", \"a.b\"=\"c\\\"d\"} +Inf\n";
+//! let mut parser = TextParser::new(body, Format::from_content_type("text/plain; version=0.0.4"));
+//! let mut sample = SampleBuf::new();
+//! let mut stored: Vec<(String, f64, Option<i64>)> = Vec::new();
+//! let mut metadata = MetricMetadata::default();
+//! while let Some(entry) = parser.next_entry(&mut sample)? {
+//!     match entry {
+//!         Entry::Sample => sample.with_sorted_label_pairs(&[("instance", "site-1")], |pairs| {
+//!             // An appender would take `pairs` as they are.
+//!             let text: Vec<String> = pairs.iter().map(|(n, v)| format!("{n}={v}")).collect();
+//!             stored.push((text.join(","), sample.value(), sample.timestamp_ms()));
+//!         }),
+//!         Entry::Metadata(entry) => entry.apply_to(&mut metadata),
+//!     }
+//! }
+//! assert_eq!(metadata.metric_type, "counter");
+//! assert_eq!(stored[0], (
+//!     "__name__=http_requests_total,code=200,instance=site-1,path=/a".to_string(),
+//!     1027.0,
+//!     Some(1_700_000_000_000),
+//! ));
+//! assert_eq!(stored[1].0, "__name__=my.metric,a.b=c\"d,instance=site-1");
+//! assert_eq!(stored[1].1, f64::INFINITY);
+//!
+//! let error = TextParser::new("up{job=\"a\" 1\n", Format::Prometheus)
+//!     .next_entry(&mut sample)
+//!     .unwrap_err();
+//! assert_eq!(error.to_string(), "line 1: expected ',' or '}' in the label set, found \"1\"");
+//! # Ok::<(), guardia::ingest::text::TextParseError>(())
+//! ```
+//!
+//! # Syntax accepted
+//!
+//! Both formats: `# HELP name text`, `# TYPE name type` (the types of both
+//! formats are accepted in either; `untyped` reads as `unknown`), other `#`
+//! lines are comments, blank lines, `\r\n` line ends, runs of spaces or tabs
+//! between tokens, `name{label="value",...} value [timestamp]`, a trailing
+//! comma in label sets, Prometheus 3.x quoted UTF-8 names
+//! (`{"my.metric", "a.b"="c"}`, and also `"my.metric"{a="b"}`), a
+//! `__name__="…"` label as the metric name. Label values and quoted names
+//! know the escapes `\\`, `\"` and `\n`; any other escape is an error.
+//! Values: see `number.rs` (Go `ParseFloat` syntax, `NaN`, `±Inf`).
+//! A raw line feed cannot appear inside quotes: lines are the unit.
+//!
+//! Prometheus text: timestamps are integer milliseconds (sign allowed);
+//! HELP knows the escapes `\\` and `\n` (other backslashes stay as written);
+//! `# UNIT` and `# EOF` are ordinary comments; exemplars are an error.
+//!
+//! OpenMetrics: timestamps are float seconds, converted to milliseconds
+//! (truncated toward zero, exactly for plain decimals); `# UNIT name unit`;
+//! HELP also knows `\"`; exemplars (` # {labels} value [timestamp]`) are
+//! syntax-checked and skipped; the input must end with `# EOF` and only
+//! blank lines may follow it.
+//!
+//! Duplicate label names in one series are an error. Empty label values are
+//! valid syntax and are kept in [`SampleBuf::labels`]; the storage treats an
+//! empty value as an absent label, so `with_sorted_label_pairs` drops them.
+
+mod number;
+mod printer;
+
+use std::borrow::Cow;
+use std::cell::Cell;
+
+pub use printer::{write_help, write_openmetrics_eof, write_sample, write_type};
+
+use crate::model::{Labels, METRIC_NAME, MetricMetadata};
+
+/// The two text formats, told apart by the request's `Content-Type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// `text/plain; version=0.0.4`, also the default for unknown types.
+    Prometheus,
+    /// `application/openmetrics-text; version=1.0.0`.
+    OpenMetrics,
+}
+
+impl Format {
+    /// OpenMetrics for `application/openmetrics-text` (any parameters, any
+    /// case), the Prometheus text format for everything else.
+    pub fn from_content_type(content_type: &str) -> Format {
+        let media_type = content_type.split(';').next().unwrap_or("").trim();
+        if media_type.eq_ignore_ascii_case("application/openmetrics-text") {
+            Format::OpenMetrics
+        } else {
+            Format::Prometheus
+        }
+    }
+
+    /// The `Content-Type` to send or expect for this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+/// A metric family's type, as declared by `# TYPE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MetricType {
+    Counter,
+    Gauge,
+    Histogram,
+    GaugeHistogram,
+    Summary,
+    Info,
+    StateSet,
+    /// `unknown` (OpenMetrics) or `untyped` (Prometheus text).
+    Unknown,
+}
+
+impl MetricType {
+    fn from_word(word: &str) -> Option<MetricType> {
+        Some(match word {
+            "counter" => MetricType::Counter,
+            "gauge" => MetricType::Gauge,
+            "histogram" => MetricType::Histogram,
+            "gaugehistogram" => MetricType::GaugeHistogram,
+            "summary" => MetricType::Summary,
+            "info" => MetricType::Info,
+            "stateset" => MetricType::StateSet,
+            "unknown" | "untyped" => MetricType::Unknown,
+            _ => return None,
+        })
+    }
+
+    /// The name Prometheus's `/api/v1/metadata` uses for the type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+            MetricType::Histogram => "histogram",
+            MetricType::GaugeHistogram => "gaugehistogram",
+            MetricType::Summary => "summary",
+            MetricType::Info => "info",
+            MetricType::StateSet => "stateset",
+            MetricType::Unknown => "unknown",
+        }
+    }
+}
+
+/// What one `# HELP`, `# TYPE` or `# UNIT` line says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MetadataKind<'a> {
+    /// HELP text with its escapes resolved.
+    Help(Cow<'a, str>),
+    Type(MetricType),
+    /// OpenMetrics only.
+    Unit(&'a str),
+}
+
+/// A metadata line, for `/api/v1/metadata`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Metadata<'a> {
+    /// The metric family name as written (escapes resolved when quoted).
+    pub metric_name: Cow<'a, str>,
+    pub kind: MetadataKind<'a>,
+    pub line_number: usize,
+}
+
+impl Metadata<'_> {
+    /// Sets the one field of `metadata` that this line describes.
+    pub fn apply_to(&self, metadata: &mut MetricMetadata) {
+        match &self.kind {
+            MetadataKind::Help(help) => metadata.help = help.to_string(),
+            MetadataKind::Type(metric_type) => metadata.metric_type = metric_type.as_str().into(),
+            MetadataKind::Unit(unit) => metadata.unit = (*unit).to_string(),
+        }
+    }
+}
+
+/// One step of the parse. A sample's data lives in the [`SampleBuf`] that
+/// was passed to [`TextParser::next_entry`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Entry<'a> {
+    Sample,
+    Metadata(Metadata<'a>),
+}
+
+/// Where a parse failed: the 1-based line and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("line {line_number}: {reason}")]
+pub struct TextParseError {
+    pub line_number: usize,
+    pub reason: ParseErrorReason,
+}
+
+/// Why a line was refused. `found` fields hold a short excerpt of the input.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParseErrorReason {
+    #[error("invalid UTF-8")]
+    InvalidUtf8,
+    #[error("expected a metric name, found {found:?}")]
+    ExpectedMetricName { found: String },
+    #[error("expected a label name, found {found:?}")]
+    ExpectedLabelName { found: String },
+    #[error("expected '=' after label name {label_name:?}")]
+    ExpectedEquals { label_name: String },
+    #[error("expected a quoted value for label {label_name:?}")]
+    ExpectedLabelValue { label_name: String },
+    #[error("expected ',' or '}}' in the label set, found {found:?}")]
+    ExpectedCommaOrBrace { found: String },
+    #[error("missing '}}' at the end of the label set")]
+    MissingClosingBrace,
+    #[error("unterminated quoted string")]
+    UnterminatedString,
+    #[error("invalid escape sequence \"\\{sequence}\" (allowed: \\\\, \\\", \\n)")]
+    InvalidEscape { sequence: char },
+    #[error("duplicate label name {label_name:?}")]
+    DuplicateLabel { label_name: String },
+    #[error("the metric name is given twice")]
+    MetricNameTwice,
+    #[error("label set without a metric name")]
+    MissingMetricName,
+    #[error("empty metric name")]
+    EmptyMetricName,
+    #[error("empty label name")]
+    EmptyLabelName,
+    #[error("expected a sample value after the series")]
+    MissingValue,
+    #[error("invalid sample value {text:?}")]
+    InvalidValue { text: String },
+    #[error("invalid timestamp {text:?}")]
+    InvalidTimestamp { text: String },
+    #[error("unexpected text after the timestamp: {text:?}")]
+    TextAfterTimestamp { text: String },
+    #[error("exemplars (\" # {{...}}\") are allowed only in OpenMetrics")]
+    ExemplarInPrometheusText,
+    #[error("invalid exemplar: {detail}")]
+    InvalidExemplar { detail: String },
+    #[error("expected a metric name after {keyword}")]
+    MissingMetadataName { keyword: &'static str },
+    #[error("expected a space after the metric name in {keyword}, found {found:?}")]
+    InvalidMetadataName {
+        keyword: &'static str,
+        found: String,
+    },
+    #[error("invalid metric type {text:?}")]
+    InvalidMetricType { text: String },
+    #[error("content after \"# EOF\"")]
+    ContentAfterEof,
+    #[error("OpenMetrics input does not end with \"# EOF\"")]
+    MissingEof,
+}
+
+/// Character classes of name bytes, one table lookup per byte.
+const LABEL_NAME_START: u8 = 1;
+const LABEL_NAME_CONTINUE: u8 = 2;
+const METRIC_NAME_START: u8 = 4;
+const METRIC_NAME_CONTINUE: u8 = 8;
+
+static NAME_BYTE_CLASSES: [u8; 256] = name_byte_classes();
+
+const fn name_byte_classes() -> [u8; 256] {
+    let mut classes = [0u8; 256];
+    let mut index = 0;
+    while index < 256 {
+        let byte = index as u8;
+        classes[index] = if byte.is_ascii_alphabetic() || byte == b'_' {
+            LABEL_NAME_START | LABEL_NAME_CONTINUE | METRIC_NAME_START | METRIC_NAME_CONTINUE
+        } else if byte.is_ascii_digit() {
+            LABEL_NAME_CONTINUE | METRIC_NAME_CONTINUE
+        } else if byte == b':' {
+            METRIC_NAME_START | METRIC_NAME_CONTINUE
+        } else {
+            0
+        };
+        index += 1;
+    }
+    classes
+}
+
+fn byte_has_class(byte: u8, class: u8) -> bool {
+    NAME_BYTE_CLASSES[usize::from(byte)] & class != 0
+}
+
+/// Up to this many labels the duplicate check compares pairs directly;
+/// above it, it sorts indices (no allocation once the index buffer grew).
+const DUPLICATE_CHECK_PAIRWISE_LIMIT: usize = 12;
+
+/// Longest input excerpt quoted in an error message.
+const ERROR_EXCERPT_CHARS: usize = 24;
+
+type LabelPair<'a> = (Cow<'a, str>, Cow<'a, str>);
+
+/// One parsed sample, reused from line to line so that parsing does not
+/// allocate per sample. Everything borrows from the parser's input except
+/// names and values that contained escapes.
+#[derive(Default)]
+pub struct SampleBuf<'a> {
+    metric_name: Cow<'a, str>,
+    /// As written, without the metric name.
+    labels: Vec<LabelPair<'a>>,
+    value: f64,
+    timestamp_ms: Option<i64>,
+    line_number: usize,
+    /// Allocation kept between calls of `with_sorted_label_pairs`; always empty here.
+    /// In a `Cell` so that the closure can read the sample too.
+    sorted_pairs_storage: Cell<Vec<(&'static str, &'static str)>>,
+    duplicate_check_indices: Vec<u32>,
+}
+
+impl std::fmt::Debug for SampleBuf<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SampleBuf")
+            .field("metric_name", &self.metric_name)
+            .field("labels", &self.labels)
+            .field("value", &self.value)
+            .field("timestamp_ms", &self.timestamp_ms)
+            .field("line_number", &self.line_number)
+            .finish()
+    }
+}
+
+impl<'a> SampleBuf<'a> {
+    pub fn new() -> SampleBuf<'a> {
+        SampleBuf::default()
+    }
+
+    pub fn metric_name(&self) -> &str {
+        &self.metric_name
+    }
+
+    /// Labels in input order, without the metric name, empty values included.
+    pub fn labels(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
+        self.labels
+            .iter()
+            .map(|(name, value)| (name.as_ref(), value.as_ref()))
+    }
+
+    /// The value of label `name` as written (`__name__` gives the metric name).
+    pub fn label(&self, name: &str) -> Option<&str> {
+        if name == METRIC_NAME {
+            return Some(&self.metric_name);
+        }
+        self.labels
+            .iter()
+            .find(|(label_name, _)| label_name == name)
+            .map(|(_, value)| value.as_ref())
+    }
+
+    pub fn value(&self) -> f64 {
+        self.value
+    }
+
+    /// Milliseconds since the epoch when the line carried a timestamp.
+    pub fn timestamp_ms(&self) -> Option<i64> {
+        self.timestamp_ms
+    }
+
+    /// The 1-based line the sample came from.
+    pub fn line_number(&self) -> usize {
+        self.line_number
+    }
+
+    /// Calls `use_pairs` with the sample's labels plus `extra_labels`,
+    /// sorted by name, `("__name__", metric name)` included, names unique
+    /// and empty values dropped: what `storage::Appender::append` takes.
+    /// An extra label replaces a parsed label of the same name (an empty
+    /// extra value removes it), as `extra_label` does on the push endpoint.
+    /// Allocation-free once the internal buffer has grown.
+    pub fn with_sorted_label_pairs<R>(
+        &self,
+        extra_labels: &[(&str, &str)],
+        use_pairs: impl FnOnce(&[(&str, &str)]) -> R,
+    ) -> R {
+        let mut pairs = recycle_pair_storage(self.sorted_pairs_storage.take());
+        pairs.push((METRIC_NAME, self.metric_name.as_ref()));
+        pairs.extend(
+            self.labels
+                .iter()
+                .map(|(name, value)| (name.as_ref(), value.as_ref())),
+        );
+        pairs.extend_from_slice(extra_labels);
+        sort_pairs_by_name_stably(&mut pairs);
+        // Of equal names keep the last written (extra labels come last), then
+        // drop empty values: the storage reads an empty value as "absent".
+        let mut kept = 0;
+        for index in 0..pairs.len() {
+            let is_last_of_its_name = pairs
+                .get(index + 1)
+                .is_none_or(|next| next.0 != pairs[index].0);
+            if is_last_of_its_name && !pairs[index].1.is_empty() {
+                pairs[kept] = pairs[index];
+                kept += 1;
+            }
+        }
+        pairs.truncate(kept);
+        let result = use_pairs(&pairs);
+        self.sorted_pairs_storage.set(recycle_pair_storage(pairs));
+        result
+    }
+
+    /// An owned, canonical label set (allocates; for tests and slow paths).
+    pub fn to_labels(&self) -> Labels {
+        Labels::from_pairs(
+            std::iter::once((METRIC_NAME, self.metric_name.as_ref())).chain(
+                self.labels
+                    .iter()
+                    .map(|(name, value)| (name.as_ref(), value.as_ref())),
+            ),
+        )
+    }
+}
+
+/// Empties a pair vector and retypes it to a new borrow lifetime. The
+/// standard library collects a `vec::IntoIter` mapped to an element of the
+/// same size and alignment in place, so the allocation is kept; this is
+/// what lets one buffer of borrowed pairs outlive each sample's borrows
+/// without `unsafe` (checked by a unit test).
+fn recycle_pair_storage<'to>(mut storage: Vec<(&'_ str, &'_ str)>) -> Vec<(&'to str, &'to str)> {
+    storage.clear();
+    storage.into_iter().map(|_| ("", "")).collect()
+}
+
+/// Insertion sort: stable, allocation-free, and fastest for the handful of
+/// labels a series has. Large sets fall back to the standard stable sort.
+fn sort_pairs_by_name_stably(pairs: &mut [(&str, &str)]) {
+    if pairs.len() > 32 {
+        pairs.sort_by(|a, b| a.0.cmp(b.0));
+        return;
+    }
+    for unsorted_start in 1..pairs.len() {
+        let mut index = unsorted_start;
+        while index > 0 && pairs[index - 1].0 > pairs[index].0 {
+            pairs.swap(index - 1, index);
+            index -= 1;
+        }
+    }
+}
+
+/// A quoted string at the cursor is either a label name (followed by `=`)
+/// or, in a series' label set, the metric name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LabelSetKind {
+    Series,
+    Exemplar,
+}
+
+enum CommentLine<'a> {
+    Comment,
+    Metadata(Metadata<'a>),
+    OpenMetricsEof,
+}
+
+/// The parser. See the module documentation for the API and the syntax.
+#[derive(Debug)]
+pub struct TextParser<'a> {
+    input: &'a str,
+    format: Format,
+    /// Byte offset where the next line starts.
+    position: usize,
+    /// 1-based number of the line read last (0 before the first).
+    line_number: usize,
+    finished: bool,
+    /// Scratch for exemplar label sets, which are checked and dropped.
+    exemplar_labels: Vec<LabelPair<'a>>,
+}
+
+impl<'a> TextParser<'a> {
+    pub fn new(input: &'a str, format: Format) -> TextParser<'a> {
+        TextParser {
+            input,
+            format,
+            position: 0,
+            line_number: 0,
+            finished: false,
+            exemplar_labels: Vec::new(),
+        }
+    }
+
+    /// Checks that `input` is UTF-8 (one fast pass) and starts a parser.
+    pub fn from_bytes(input: &'a [u8], format: Format) -> Result<TextParser<'a>, TextParseError> {
+        match std::str::from_utf8(input) {
+            Ok(text) => Ok(TextParser::new(text, format)),
+            Err(utf8_error) => {
+                let valid_prefix = input.get(..utf8_error.valid_up_to()).unwrap_or(input);
+                let line_number = 1 + valid_prefix.iter().filter(|&&b| b == b'\n').count();
+                Err(TextParseError {
+                    line_number,
+                    reason: ParseErrorReason::InvalidUtf8,
+                })
+            }
+        }
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The next sample (written into `sample`) or metadata line; `Ok(None)`
+    /// at the end of the input, and after an error.
+    ///
+    /// Never inlined: this is the whole per-line state machine, and one
+    /// out-of-line copy keeps callers' loops small and makes the parse show
+    /// up as one symbol in profiles and in `benches/parse.rs`.
+    #[inline(never)]
+    pub fn next_entry(
+        &mut self,
+        sample: &mut SampleBuf<'a>,
+    ) -> Result<Option<Entry<'a>>, TextParseError> {
+        if self.finished {
+            return Ok(None);
+        }
+        match self.parse_next_entry(sample) {
+            Ok(Some(entry)) => Ok(Some(entry)),
+            Ok(None) => {
+                self.finished = true;
+                Ok(None)
+            }
+            Err(reason) => {
+                self.finished = true;
+                Err(TextParseError {
+                    line_number: self.line_number.max(1),
+                    reason,
+                })
+            }
+        }
+    }
+
+    fn parse_next_entry(
+        &mut self,
+        sample: &mut SampleBuf<'a>,
+    ) -> Result<Option<Entry<'a>>, ParseErrorReason> {
+        loop {
+            let Some(line) = self.next_line() else {
+                return match self.format {
+                    Format::OpenMetrics => Err(ParseErrorReason::MissingEof),
+                    Format::Prometheus => Ok(None),
+                };
+            };
+            let mut cursor = LineCursor { line, position: 0 };
+            cursor.skip_blanks();
+            match cursor.peek() {
+                None => continue,
+                Some(b'#') => match self.parse_comment_line(&mut cursor)? {
+                    CommentLine::Comment => continue,
+                    CommentLine::Metadata(metadata) => return Ok(Some(Entry::Metadata(metadata))),
+                    CommentLine::OpenMetricsEof => {
+                        self.refuse_content_after_eof()?;
+                        return Ok(None);
+                    }
+                },
+                Some(_) => {
+                    self.parse_sample_line(&mut cursor, sample)?;
+                    sample.line_number = self.line_number;
+                    return Ok(Some(Entry::Sample));
+                }
+            }
+        }
+    }
+
+    /// The next line without its `\n` (and `\r`), counting lines.
+    fn next_line(&mut self) -> Option<&'a str> {
+        let rest = self.input.get(self.position..).unwrap_or("");
+        if rest.is_empty() {
+            return None;
+        }
+        // `str::find(char)` runs the standard library's memchr.
+        let (line, consumed) = match rest.find('\n') {
+            Some(end) => (rest.get(..end).unwrap_or(""), end + 1),
+            None => (rest, rest.len()),
+        };
+        self.position += consumed;
+        self.line_number += 1;
+        Some(line.strip_suffix('\r').unwrap_or(line))
+    }
+
+    /// After `# EOF` only blank lines may follow; the error names the first other line.
+    fn refuse_content_after_eof(&mut self) -> Result<(), ParseErrorReason> {
+        while let Some(line) = self.next_line() {
+            if !line.bytes().all(|byte| byte == b' ' || byte == b'\t') {
+                return Err(ParseErrorReason::ContentAfterEof);
+            }
+        }
+        Ok(())
+    }
+
+    fn parse_comment_line(
+        &mut self,
+        cursor: &mut LineCursor<'a>,
+    ) -> Result<CommentLine<'a>, ParseErrorReason> {
+        cursor.position += 1;
+        if !cursor.skip_blanks() {
+            return Ok(CommentLine::Comment);
+        }
+        let keyword = cursor.take_while(|byte| byte.is_ascii_uppercase());
+        let keyword_ends_in_blank = cursor.skip_blanks();
+        let keyword: &'static str = match keyword {
+            "HELP" => "HELP",
+            "TYPE" => "TYPE",
+            "UNIT" if self.format == Format::OpenMetrics => "UNIT",
+            "EOF" if self.format == Format::OpenMetrics && cursor.peek().is_none() => {
+                return Ok(CommentLine::OpenMetricsEof);
+            }
+            _ => return Ok(CommentLine::Comment),
+        };
+        if !keyword_ends_in_blank {
+            // `# HELP` alone, or `# HELPER …`: a comment, as in Prometheus.
+            return Ok(CommentLine::Comment);
+        }
+        let metric_name = match cursor.peek() {
+            Some(b'"') => cursor.parse_quoted_string()?,
+            Some(byte) if byte_has_class(byte, METRIC_NAME_START) => {
+                Cow::Borrowed(cursor.take_name(METRIC_NAME_CONTINUE))
+            }
+            _ => return Err(ParseErrorReason::MissingMetadataName { keyword }),
+        };
+        // The text starts after exactly one blank, as Prometheus reads it.
+        let text = match cursor.peek() {
+            None => "",
+            Some(b' ' | b'\t') => cursor.text(cursor.position + 1, cursor.line.len()),
+            Some(_) => {
+                return Err(ParseErrorReason::InvalidMetadataName {
+                    keyword,
+                    found: cursor.excerpt(),
+                });
+            }
+        };
+        let kind = match keyword {
+            "HELP" => MetadataKind::Help(unescape_help(text, self.format)),
+            "TYPE" => {
+                let word = text.trim_end_matches([' ', '\t']);
+                match MetricType::from_word(word) {
+                    Some(metric_type) => MetadataKind::Type(metric_type),
+                    None => {
+                        return Err(ParseErrorReason::InvalidMetricType {
+                            text: excerpt_of(word),
+                        });
+                    }
+                }
+            }
+            _ => MetadataKind::Unit(text.trim_end_matches([' ', '\t'])),
+        };
+        Ok(CommentLine::Metadata(Metadata {
+            metric_name,
+            kind,
+            line_number: self.line_number,
+        }))
+    }
+
+    fn parse_sample_line(
+        &mut self,
+        cursor: &mut LineCursor<'a>,
+        sample: &mut SampleBuf<'a>,
+    ) -> Result<(), ParseErrorReason> {
+        sample.labels.clear();
+        let mut metric_name: Option<Cow<'a, str>> = None;
+        match cursor.peek() {
+            Some(byte) if byte_has_class(byte, METRIC_NAME_START) => {
+                metric_name = Some(Cow::Borrowed(cursor.take_name(METRIC_NAME_CONTINUE)));
+            }
+            Some(b'"') => metric_name = Some(cursor.parse_quoted_string()?),
+            Some(b'{') => {}
+            _ => {
+                return Err(ParseErrorReason::ExpectedMetricName {
+                    found: cursor.excerpt(),
+                });
+            }
+        }
+        cursor.skip_blanks();
+        if cursor.peek() == Some(b'{') {
+            cursor.position += 1;
+            cursor.parse_label_set(&mut metric_name, &mut sample.labels, LabelSetKind::Series)?;
+            if let Some(duplicate) =
+                find_duplicate_label(&sample.labels, &mut sample.duplicate_check_indices)
+            {
+                return Err(ParseErrorReason::DuplicateLabel {
+                    label_name: duplicate,
+                });
+            }
+            cursor.skip_blanks();
+        }
+        sample.metric_name = match metric_name {
+            Some(name) if name.is_empty() => return Err(ParseErrorReason::EmptyMetricName),
+            Some(name) => name,
+            None => return Err(ParseErrorReason::MissingMetricName),
+        };
+
+        let value_text = cursor.take_token();
+        if value_text.is_empty() {
+            return Err(ParseErrorReason::MissingValue);
+        }
+        sample.value = number::parse_sample_value(value_text).ok_or_else(|| {
+            ParseErrorReason::InvalidValue {
+                text: excerpt_of(value_text),
+            }
+        })?;
+        sample.timestamp_ms = None;
+        cursor.skip_blanks();
+        match cursor.peek() {
+            None => return Ok(()),
+            Some(b'#') => return self.skip_exemplar(cursor),
+            Some(_) => {}
+        }
+        let timestamp_text = cursor.take_token();
+        let timestamp = match self.format {
+            Format::Prometheus => number::parse_prometheus_timestamp(timestamp_text),
+            Format::OpenMetrics => number::parse_openmetrics_timestamp(timestamp_text),
+        };
+        sample.timestamp_ms =
+            Some(timestamp.ok_or_else(|| ParseErrorReason::InvalidTimestamp {
+                text: excerpt_of(timestamp_text),
+            })?);
+        cursor.skip_blanks();
+        match cursor.peek() {
+            None => Ok(()),
+            Some(b'#') => self.skip_exemplar(cursor),
+            Some(_) => Err(ParseErrorReason::TextAfterTimestamp {
+                text: cursor.excerpt(),
+            }),
+        }
+    }
+
+    /// OpenMetrics exemplar: `# {labels} value [timestamp]`, checked, then dropped.
+    fn skip_exemplar(&mut self, cursor: &mut LineCursor<'a>) -> Result<(), ParseErrorReason> {
+        if self.format == Format::Prometheus {
+            return Err(ParseErrorReason::ExemplarInPrometheusText);
+        }
+        let invalid = |detail: &str| ParseErrorReason::InvalidExemplar {
+            detail: detail.to_string(),
+        };
+        cursor.position += 1;
+        cursor.skip_blanks();
+        if cursor.peek() != Some(b'{') {
+            return Err(invalid("expected '{' after '#'"));
+        }
+        cursor.position += 1;
+        self.exemplar_labels.clear();
+        let mut no_metric_name = None;
+        cursor
+            .parse_label_set(
+                &mut no_metric_name,
+                &mut self.exemplar_labels,
+                LabelSetKind::Exemplar,
+            )
+            .map_err(|reason| ParseErrorReason::InvalidExemplar {
+                detail: reason.to_string(),
+            })?;
+        cursor.skip_blanks();
+        let value_text = cursor.take_token();
+        if number::parse_sample_value(value_text).is_none() {
+            return Err(ParseErrorReason::InvalidExemplar {
+                detail: format!("invalid value {:?}", excerpt_of(value_text)),
+            });
+        }
+        cursor.skip_blanks();
+        if cursor.peek().is_some() {
+            let timestamp_text = cursor.take_token();
+            if number::parse_openmetrics_timestamp(timestamp_text).is_none() {
+                return Err(ParseErrorReason::InvalidExemplar {
+                    detail: format!("invalid timestamp {:?}", excerpt_of(timestamp_text)),
+                });
+            }
+            cursor.skip_blanks();
+            if cursor.peek().is_some() {
+                return Err(ParseErrorReason::InvalidExemplar {
+                    detail: format!("unexpected text {:?}", cursor.excerpt()),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A position within one line; every index it slices at sits next to an
+/// ASCII delimiter, so slices always fall on character boundaries.
+struct LineCursor<'a> {
+    line: &'a str,
+    position: usize,
+}
+
+impl<'a> LineCursor<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.line.as_bytes().get(self.position).copied()
+    }
+
+    /// `line[start..end]`; the empty string for a range that cannot occur.
+    fn text(&self, start: usize, end: usize) -> &'a str {
+        self.line.get(start..end).unwrap_or("")
+    }
+
+    /// Skips spaces and tabs; true when there was at least one.
+    fn skip_blanks(&mut self) -> bool {
+        let start = self.position;
+        while let Some(b' ' | b'\t') = self.peek() {
+            self.position += 1;
+        }
+        self.position > start
+    }
+
+    fn take_while(&mut self, keep: impl Fn(u8) -> bool) -> &'a str {
+        let start = self.position;
+        while let Some(byte) = self.peek() {
+            if !keep(byte) {
+                break;
+            }
+            self.position += 1;
+        }
+        self.text(start, self.position)
+    }
+
+    /// A name whose first byte the caller has checked.
+    fn take_name(&mut self, continue_class: u8) -> &'a str {
+        let start = self.position;
+        self.position += 1;
+        self.take_while(|byte| byte_has_class(byte, continue_class));
+        self.text(start, self.position)
+    }
+
+    /// Everything up to the next blank or the end of the line.
+    fn take_token(&mut self) -> &'a str {
+        self.take_while(|byte| byte != b' ' && byte != b'\t')
+    }
+
+    /// A short piece of the input at the cursor for error messages.
+    fn excerpt(&self) -> String {
+        excerpt_of(self.text(self.position, self.line.len()))
+    }
+
+    /// A double-quoted string at the cursor, escapes resolved. Borrowed
+    /// unless it contains an escape.
+    fn parse_quoted_string(&mut self) -> Result<Cow<'a, str>, ParseErrorReason> {
+        let bytes = self.line.as_bytes();
+        let content_start = self.position + 1;
+        let mut index = content_start;
+        loop {
+            match bytes.get(index) {
+                None => return Err(ParseErrorReason::UnterminatedString),
+                Some(b'"') => {
+                    self.position = index + 1;
+                    return Ok(Cow::Borrowed(self.text(content_start, index)));
+                }
+                Some(b'\\') => break,
+                Some(_) => index += 1,
+            }
+        }
+        let mut unescaped = String::with_capacity(index - content_start + 16);
+        unescaped.push_str(self.text(content_start, index));
+        loop {
+            match bytes.get(index) {
+                None => return Err(ParseErrorReason::UnterminatedString),
+                Some(b'"') => {
+                    self.position = index + 1;
+                    return Ok(Cow::Owned(unescaped));
+                }
+                Some(b'\\') => {
+                    match bytes.get(index + 1) {
+                        Some(b'\\') => unescaped.push('\\'),
+                        Some(b'"') => unescaped.push('"'),
+                        Some(b'n') => unescaped.push('\n'),
+                        Some(_) => {
+                            let sequence = self
+                                .text(index + 1, self.line.len())
+                                .chars()
+                                .next()
+                                .unwrap_or('\\');
+                            return Err(ParseErrorReason::InvalidEscape { sequence });
+                        }
+                        None => return Err(ParseErrorReason::UnterminatedString),
+                    }
+                    index += 2;
+                }
+                Some(_) => {
+                    let run_start = index;
+                    while let Some(&byte) = bytes.get(index) {
+                        if byte == b'"' || byte == b'\\' {
+                            break;
+                        }
+                        index += 1;
+                    }
+                    unescaped.push_str(self.text(run_start, index));
+                }
+            }
+        }
+    }
+
+    /// The inside of `{…}`, the cursor just after `{`. Ends after `}`.
+    fn parse_label_set(
+        &mut self,
+        metric_name: &mut Option<Cow<'a, str>>,
+        labels: &mut Vec<LabelPair<'a>>,
+        kind: LabelSetKind,
+    ) -> Result<(), ParseErrorReason> {
+        loop {
+            self.skip_blanks();
+            let label_name: Cow<'a, str> = match self.peek() {
+                Some(b'}') => {
+                    self.position += 1;
+                    return Ok(());
+                }
+                Some(b'"') => {
+                    let quoted = self.parse_quoted_string()?;
+                    self.skip_blanks();
+                    if kind == LabelSetKind::Series && matches!(self.peek(), Some(b',' | b'}')) {
+                        if metric_name.is_some() {
+                            return Err(ParseErrorReason::MetricNameTwice);
+                        }
+                        *metric_name = Some(quoted);
+                        if self.peek() == Some(b',') {
+                            self.position += 1;
+                        }
+                        continue;
+                    }
+                    if quoted.is_empty() {
+                        return Err(ParseErrorReason::EmptyLabelName);
+                    }
+                    quoted
+                }
+                Some(byte) if byte_has_class(byte, LABEL_NAME_START) => {
+                    Cow::Borrowed(self.take_name(LABEL_NAME_CONTINUE))
+                }
+                None => return Err(ParseErrorReason::MissingClosingBrace),
+                Some(_) => {
+                    return Err(ParseErrorReason::ExpectedLabelName {
+                        found: self.excerpt(),
+                    });
+                }
+            };
+            self.skip_blanks();
+            if self.peek() != Some(b'=') {
+                return Err(ParseErrorReason::ExpectedEquals {
+                    label_name: excerpt_of(&label_name),
+                });
+            }
+            self.position += 1;
+            self.skip_blanks();
+            if self.peek() != Some(b'"') {
+                return Err(ParseErrorReason::ExpectedLabelValue {
+                    label_name: excerpt_of(&label_name),
+                });
+            }
+            let label_value = self.parse_quoted_string()?;
+            if kind == LabelSetKind::Series && label_name == METRIC_NAME {
+                if metric_name.is_some() {
+                    return Err(ParseErrorReason::DuplicateLabel {
+                        label_name: METRIC_NAME.to_string(),
+                    });
+                }
+                *metric_name = Some(label_value);
+            } else {
+                labels.push((label_name, label_value));
+            }
+            self.skip_blanks();
+            match self.peek() {
+                Some(b',') => self.position += 1,
+                Some(b'}') => {
+                    self.position += 1;
+                    return Ok(());
+                }
+                None => return Err(ParseErrorReason::MissingClosingBrace),
+                Some(_) => {
+                    return Err(ParseErrorReason::ExpectedCommaOrBrace {
+                        found: self.excerpt(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// The name of a label that occurs twice, if any.
+fn find_duplicate_label(labels: &[LabelPair<'_>], indices: &mut Vec<u32>) -> Option<String> {
+    if labels.len() <= DUPLICATE_CHECK_PAIRWISE_LIMIT {
+        for (index, (name, _)) in labels.iter().enumerate() {
+            if labels[index + 1..].iter().any(|(other, _)| other == name) {
+                return Some(excerpt_of(name));
+            }
+        }
+        return None;
+    }
+    indices.clear();
+    indices.extend((0..labels.len()).filter_map(|index| u32::try_from(index).ok()));
+    indices.sort_unstable_by(|&a, &b| labels[a as usize].0.cmp(&labels[b as usize].0));
+    indices
+        .windows(2)
+        .find(|pair| labels[pair[0] as usize].0 == labels[pair[1] as usize].0)
+        .map(|pair| excerpt_of(&labels[pair[0] as usize].0))
+}
+
+/// HELP escapes: `\\` and `\n` in both formats, `\"` in OpenMetrics; any
+/// other backslash stays as written (Prometheus does the same).
+fn unescape_help(text: &str, format: Format) -> Cow<'_, str> {
+    if !text.contains('\\') {
+        return Cow::Borrowed(text);
+    }
+    let mut unescaped = String::with_capacity(text.len());
+    let mut characters = text.chars().peekable();
+    while let Some(character) = characters.next() {
+        if character != '\\' {
+            unescaped.push(character);
+            continue;
+        }
+        match characters.peek() {
+            Some('\\') => unescaped.push('\\'),
+            Some('n') => unescaped.push('\n'),
+            Some('"') if format == Format::OpenMetrics => unescaped.push('"'),
+            _ => {
+                unescaped.push('\\');
+                continue;
+            }
+        }
+        characters.next();
+    }
+    Cow::Owned(unescaped)
+}
+
+fn excerpt_of(text: &str) -> String {
+    let mut characters = text.char_indices();
+    match characters.nth(ERROR_EXCERPT_CHARS) {
+        Some((cut, _)) => format!("{}…", text.get(..cut).unwrap_or("")),
+        None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(
+        input: &str,
+        format: Format,
+    ) -> Result<Vec<(String, f64, Option<i64>)>, TextParseError> {
+        let mut parser = TextParser::new(input, format);
+        let mut sample = SampleBuf::new();
+        let mut samples = Vec::new();
+        while let Some(entry) = parser.next_entry(&mut sample)? {
+            if entry == Entry::Sample {
+                samples.push((
+                    sample.to_labels().to_string(),
+                    sample.value(),
+                    sample.timestamp_ms(),
+                ));
+            }
+        }
+        Ok(samples)
+    }
+
+    #[test]
+    fn recycled_pair_storage_keeps_its_allocation() {
+        let mut storage: Vec<(&str, &str)> = Vec::with_capacity(16);
+        let owned = String::from("x");
+        storage.push((owned.as_str(), owned.as_str()));
+        let pointer = storage.as_ptr() as usize;
+        let recycled: Vec<(&'static str, &'static str)> = recycle_pair_storage(storage);
+        assert!(recycled.is_empty());
+        assert_eq!(recycled.capacity(), 16);
+        assert_eq!(recycled.as_ptr() as usize, pointer);
+    }
+
+    #[test]
+    fn sorted_pairs_include_the_name_drop_empty_values_and_let_extras_win() {
+        let mut parser =
+            TextParser::new("m{b=\"2\",a=\"1\",e=\"\",Z=\"z\"} 1\n", Format::Prometheus);
+        let mut sample = SampleBuf::new();
+        assert_eq!(parser.next_entry(&mut sample), Ok(Some(Entry::Sample)));
+        let pairs = sample.with_sorted_label_pairs(&[("b", "x"), ("c", "3"), ("a", "")], |pairs| {
+            pairs
+                .iter()
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(pairs, ["Z=z", "__name__=m", "b=x", "c=3"]);
+    }
+
+    #[test]
+    fn many_labels_use_the_sorting_duplicate_check() {
+        let mut input = String::from("m{");
+        for index in 0..40 {
+            input.push_str(&format!("l{index}=\"v\","));
+        }
+        assert_eq!(
+            collect(&format!("{input}}} 1\n"), Format::Prometheus).map(|s| s.len()),
+            Ok(1)
+        );
+        let error = collect(&format!("{input}l7=\"again\"}} 1\n"), Format::Prometheus).unwrap_err();
+        assert_eq!(
+            error.reason,
+            ParseErrorReason::DuplicateLabel {
+                label_name: "l7".into()
+            }
+        );
+    }
+
+    #[test]
+    fn content_type_selects_the_format() {
+        assert_eq!(
+            Format::from_content_type("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            Format::OpenMetrics
+        );
+        assert_eq!(
+            Format::from_content_type(" Application/OpenMetrics-Text"),
+            Format::OpenMetrics
+        );
+        assert_eq!(
+            Format::from_content_type("text/plain; version=0.0.4"),
+            Format::Prometheus
+        );
+        assert_eq!(Format::from_content_type(""), Format::Prometheus);
+    }
+
+    #[test]
+    fn invalid_utf8_reports_its_line() {
+        let error =
+            TextParser::from_bytes(b"a 1\nb 2\nc{x=\"\xff\"} 3\n", Format::Prometheus).unwrap_err();
+        assert_eq!(error.line_number, 3);
+        assert_eq!(error.reason, ParseErrorReason::InvalidUtf8);
+    }
+
+    #[test]
+    fn long_excerpts_are_cut_on_a_character_boundary() {
+        let text = "é".repeat(40);
+        let excerpt = excerpt_of(&text);
+        assert_eq!(excerpt.chars().count(), ERROR_EXCERPT_CHARS + 1);
+        assert!(excerpt.ends_with('…'));
+    }
+}

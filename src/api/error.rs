@@ -1,0 +1,110 @@
+//! The one place errors become HTTP responses. Every handler returns
+//! `Result<_, ApiError>`; this module maps each kind to its status code and
+//! Prometheus's error JSON (`{"status":"error","errorType":..,"error":..}`),
+//! and decides how loudly to log: bad input is the client's business and is
+//! logged at debug level only.
+
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+
+use crate::ingest::remote_write::RemoteWriteError;
+use crate::storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed or refused input: 400 `bad_data`.
+    #[error("{0}")]
+    BadData(String),
+    /// Body (or its decompressed form) over `--ingest.max-body-size`: 413.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// A body encoding or protocol version guardia does not speak: 415.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The store refuses writes (poisoned after a failed commit, or closing): 503.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Anything that is guardia's fault: 500.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadData(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Prometheus's `errorType` vocabulary.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            ApiError::BadData(_) | ApiError::PayloadTooLarge(_) => "bad_data",
+            ApiError::UnsupportedMediaType(_) => "not_acceptable",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// The reason label used by the `guardia_push_requests_rejected_total` counter.
+    pub fn ingest_reject_reason(&self) -> &'static str {
+        match self {
+            ApiError::BadData(_) => "bad_data",
+            ApiError::PayloadTooLarge(_) => "too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(error: StorageError) -> ApiError {
+        match error {
+            StorageError::Poisoned(_) | StorageError::Closed => {
+                ApiError::Unavailable(error.to_string())
+            }
+            StorageError::InvalidSeries(_) => ApiError::BadData(error.to_string()),
+            StorageError::Backend(_) | StorageError::Corrupt(_) => {
+                ApiError::Internal(error.to_string())
+            }
+        }
+    }
+}
+
+impl From<RemoteWriteError> for ApiError {
+    fn from(error: RemoteWriteError) -> ApiError {
+        if error.is_too_large() {
+            ApiError::PayloadTooLarge(error.to_string())
+        } else {
+            ApiError::BadData(error.to_string())
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            ApiError::Internal(message) => tracing::error!(%message, "request failed"),
+            ApiError::Unavailable(message) => tracing::warn!(%message, "request refused"),
+            other => tracing::debug!(message = %other, "bad request"),
+        }
+        let body = serde_json::json!({
+            "status": "error",
+            "errorType": self.error_type(),
+            "error": self.to_string(),
+        });
+        (
+            status,
+            [(CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response()
+    }
+}

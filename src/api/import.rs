@@ -1,0 +1,148 @@
+//! `POST /api/v1/import/prometheus` (VictoriaMetrics-compatible): a body in
+//! the Prometheus text format (or OpenMetrics, by `Content-Type`),
+//! optionally gzip (`Content-Encoding: gzip`, or recognised by its magic
+//! bytes). Query parameters: `extra_label=name=value` (repeatable; replaces
+//! a label of the same name) and `timestamp=<ms>` for lines without a
+//! timestamp, which otherwise get the receive time.
+//!
+//! All or nothing: the whole body is parsed and queued on one appender; a
+//! parse error or a broken limit drops the appender (nothing stored) and
+//! answers 400 naming the line. 204 only once the commit is durable; 200
+//! with counts when the store rejected some samples (out of order,
+//! duplicate timestamp) and stored the rest.
+
+use std::collections::{BTreeMap, HashSet};
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::Response;
+
+use crate::api::error::ApiError;
+use crate::api::ingest::{
+    BodyEncoding, PROTOCOL_TEXT, check_label_limits, commit_response, count_rejection,
+    gunzip_limited, read_body_limited, text_body_encoding, too_many_series_message,
+};
+use crate::api::{ApiState, run_blocking};
+use crate::ingest::text::{Entry, Format, SampleBuf, TextParser};
+use crate::model::{MetricMetadata, Timestamp, hash_label_pairs};
+use crate::storage::CommitOutcome;
+
+pub async fn import_prometheus(
+    State(state): State<ApiState>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    match import(&state, &query, &headers, body).await {
+        Ok(outcome) => Ok(commit_response(&state, PROTOCOL_TEXT, &outcome)),
+        Err(error) => Err(count_rejection(&state, PROTOCOL_TEXT, error)),
+    }
+}
+
+/// `extra_label` values split into `(name, value)`.
+fn parse_extra_labels(query: &[(String, String)]) -> Result<Vec<(String, String)>, ApiError> {
+    query
+        .iter()
+        .filter(|(key, _)| key == "extra_label")
+        .map(|(_, pair)| match pair.split_once('=') {
+            Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+            _ => Err(ApiError::BadData(format!(
+                "invalid extra_label {pair:?}: expected extra_label=name=value"
+            ))),
+        })
+        .collect()
+}
+
+fn parse_default_timestamp(query: &[(String, String)]) -> Result<Option<Timestamp>, ApiError> {
+    match query.iter().rev().find(|(key, _)| key == "timestamp") {
+        None => Ok(None),
+        Some((_, text)) => text.parse::<Timestamp>().map(Some).map_err(|_| {
+            ApiError::BadData(format!(
+                "invalid timestamp {text:?}: expected integer milliseconds since the epoch"
+            ))
+        }),
+    }
+}
+
+async fn import(
+    state: &ApiState,
+    query: &[(String, String)],
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<CommitOutcome, ApiError> {
+    let extra_labels = parse_extra_labels(query)?;
+    let default_timestamp = match parse_default_timestamp(query)? {
+        Some(timestamp) => timestamp,
+        None => state.clock().now_ms(),
+    };
+    let format = Format::from_content_type(
+        headers
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or(""),
+    );
+    let limits = state.limits().clone();
+    let raw = read_body_limited(headers, body, limits.max_body_bytes).await?;
+    let encoding = text_body_encoding(headers, &raw)?;
+    let state = state.clone();
+    run_blocking(move || {
+        let text = match encoding {
+            BodyEncoding::Gzip => gunzip_limited(&raw, limits.max_body_bytes)?,
+            BodyEncoding::Identity => raw.to_vec(),
+        };
+        let extra_pairs: Vec<(&str, &str)> = extra_labels
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        let mut parser = TextParser::from_bytes(&text, format)
+            .map_err(|error| ApiError::BadData(error.to_string()))?;
+        let mut sample = SampleBuf::new();
+        let store = state.store().clone();
+        let mut appender = store.appender();
+        let mut series_seen: HashSet<u64> = HashSet::new();
+        let mut metadata: BTreeMap<String, MetricMetadata> = BTreeMap::new();
+        while let Some(entry) = parser
+            .next_entry(&mut sample)
+            .map_err(|error| ApiError::BadData(error.to_string()))?
+        {
+            match entry {
+                Entry::Sample => {
+                    let line_number = sample.line_number();
+                    let timestamp = sample.timestamp_ms().unwrap_or(default_timestamp);
+                    let value = sample.value();
+                    sample.with_sorted_label_pairs(&extra_pairs, |pairs| {
+                        check_label_limits(pairs, &limits).map_err(|reason| {
+                            ApiError::BadData(format!("line {line_number}: {reason}"))
+                        })?;
+                        if series_seen.insert(hash_label_pairs(pairs))
+                            && series_seen.len() > limits.max_series_per_request
+                        {
+                            return Err(ApiError::BadData(format!(
+                                "line {line_number}: {}",
+                                too_many_series_message(limits.max_series_per_request)
+                            )));
+                        }
+                        appender.append(pairs, timestamp, value).map_err(|error| {
+                            match ApiError::from(error) {
+                                ApiError::BadData(reason) => {
+                                    ApiError::BadData(format!("line {line_number}: {reason}"))
+                                }
+                                other => other,
+                            }
+                        })
+                    })?;
+                }
+                Entry::Metadata(line) => {
+                    line.apply_to(metadata.entry(line.metric_name.to_string()).or_default());
+                }
+            }
+        }
+        for (metric, entry) in &metadata {
+            appender.set_metadata(metric, entry);
+        }
+        Ok(appender.commit()?)
+    })
+    .await
+}
