@@ -639,4 +639,36 @@ mod tests {
         assert_eq!(decode_chunk_value(&value), Ok((99, 3, &[0u8, 1, 2][..])));
         assert!(decode_chunk_value(&[0; 4]).is_err());
     }
+
+    /// The fuzz seeds are real encoder output; every one must decode, and
+    /// any crasher the fuzzer finds is added there and replayed here.
+    #[test]
+    fn fuzz_corpus_replays_without_panicking() {
+        let corpus =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/log_record");
+        let Ok(entries) = std::fs::read_dir(&corpus) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            let _ = decode_log_record(&bytes);
+            let _ = decode_labels(&bytes);
+            let _ = decode_chunk_key(&bytes);
+            let _ = decode_chunk_value(&bytes);
+            let _ = decode_series_tail(&bytes);
+        }
+        let scrape = std::fs::read(corpus.join("seed-scrape-50-series")).unwrap();
+        let samples = decode_log_record(&scrape).unwrap();
+        assert_eq!(samples.len(), 50);
+        assert_eq!(
+            samples[49],
+            LogSample {
+                series_id: 149,
+                t: 1_700_000_000_000,
+                value_bits: (49.0f64 * 1.5).to_bits()
+            }
+        );
+        let labels = decode_labels(&std::fs::read(corpus.join("seed-labels")).unwrap()).unwrap();
+        assert_eq!(labels.get("mode"), Some("idle"));
+    }
 }
