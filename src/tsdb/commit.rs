@@ -110,13 +110,14 @@ struct Tentative {
 
 impl Tentative {
     fn from_head(series: &HeadSeries, newest_t: Timestamp) -> Tentative {
+        debug_assert!(series.chunk.is_empty() || series.chunk.mint() == Some(series.chunk_mint));
         Tentative {
             series_id: series.id,
             newest_t,
             newest_value_bits: series.newest_value_bits,
             min_t: series.min_t,
             open_len: series.chunk.len() as u32,
-            open_mint: series.chunk.mint().unwrap_or(Timestamp::MIN),
+            open_mint: series.chunk_mint,
             initial_open: !series.chunk.is_empty(),
             initial_first_seq: series.chunk_first_log_seq,
             seals: false,
@@ -770,6 +771,7 @@ impl CommitThread {
                         index = accepted.next_same_series;
                     }
                 }
+                series.chunk_mint = entry.open_mint;
                 series.newest_value_bits = entry.newest_value_bits;
                 series.min_t = entry.min_t;
                 if entry.seals || !entry.initial_open {

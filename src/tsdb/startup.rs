@@ -309,6 +309,7 @@ fn load(database: &Database) -> Result<Loaded, TsdbError> {
             if let Some(series) = head.series_mut(slot) {
                 if series.chunk.is_empty() {
                     series.chunk_first_log_seq = seq;
+                    series.chunk_mint = sample.t;
                 }
                 series
                     .chunk
