@@ -671,4 +671,29 @@ mod tests {
         let labels = decode_labels(&std::fs::read(corpus.join("seed-labels")).unwrap()).unwrap();
         assert_eq!(labels.get("mode"), Some("idle"));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn decoders_never_panic_on_random_bytes(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            let _ = decode_log_record(&bytes);
+            let _ = decode_labels(&bytes);
+            let _ = decode_chunk_key(&bytes);
+            let _ = decode_chunk_value(&bytes);
+            let _ = decode_series_tail(&bytes);
+            let _ = decode_partition_summary(&bytes);
+            let _ = decode_meta_u64(&bytes);
+            let mut with_kind = vec![LOG_RECORD_SAMPLES];
+            with_kind.extend_from_slice(&bytes);
+            let _ = decode_log_record(&with_kind);
+        }
+
+        #[test]
+        fn log_records_round_trip(raw in proptest::collection::vec((proptest::num::u64::ANY, proptest::num::i64::ANY, proptest::num::u64::ANY), 0..64)) {
+            let samples: Vec<LogSample> = raw
+                .into_iter()
+                .map(|(series_id, t, value_bits)| LogSample { series_id, t, value_bits })
+                .collect();
+            proptest::prop_assert_eq!(decode_log_record(&encode_log_record(&samples)), Ok(samples));
+        }
+    }
 }
