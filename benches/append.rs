@@ -6,6 +6,8 @@
 //! reopen the store (series load + log replay).
 //!
 //! `cargo bench --bench append` (criterion + report at 100k series)
+//! `cargo bench --bench append -- --report-only` (report only; RSS figures
+//! are meaningful only this way, in a process criterion has not grown)
 //! `GUARDIA_BENCH_SERIES=1000000 cargo bench --bench append -- --report-only`
 
 use std::sync::Arc;
