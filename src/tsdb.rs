@@ -81,6 +81,9 @@ pub struct Options {
     pub log_max_bytes: u64,
     /// Depth of the bounded queue in front of the commit thread.
     pub commit_queue_depth: usize,
+    /// redb page cache (reads and writes). Recent chunks and the log stay
+    /// cached; the operating system's page cache holds the rest.
+    pub cache_bytes: usize,
     /// Crash tests only: route redb I/O through a fault-injecting backend.
     pub fault_injection: Option<Arc<FaultInjection>>,
 }
@@ -93,6 +96,7 @@ impl Default for Options {
             open_chunk_max_age: Duration::from_secs(3 * 60 * 60),
             log_max_bytes: 256 << 20,
             commit_queue_depth: 256,
+            cache_bytes: 256 << 20,
             fault_injection: None,
         }
     }

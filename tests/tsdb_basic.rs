@@ -431,3 +431,48 @@ fn concurrent_committers_share_commits_and_lose_nothing() {
         assert_eq!(bits(&series.samples), expected);
     }
 }
+
+/// Readers running while chunks are sealed out of the head must see every
+/// committed sample exactly once: no gap (a chunk neither in their head copy
+/// nor in their read transaction) and no duplicate (a chunk in both).
+#[test]
+fn readers_racing_with_sealing_see_no_gap_and_no_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsdb = open(dir.path());
+    const COMMITS: i64 = 600;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for t in 0..COMMITS {
+                // Two samples per commit: a chunk is cut every 60 commits.
+                commit(
+                    &tsdb,
+                    &[
+                        (UP_A, 2 * t, 2.0 * t as f64),
+                        (UP_A, 2 * t + 1, (2 * t + 1) as f64),
+                    ],
+                );
+                if t % 97 == 0 {
+                    tsdb.flush_open_chunks(std::time::Duration::ZERO).unwrap();
+                }
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        scope.spawn(|| {
+            let mut checks = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) || checks == 0 {
+                let result = select(&tsdb, i64::MIN, i64::MAX, &[]);
+                if let Some(series) = result.first() {
+                    for (index, sample) in series.samples.iter().enumerate() {
+                        assert_eq!(sample.t, index as i64, "gap or duplicate at {index}");
+                        assert_eq!(sample.v, index as f64);
+                    }
+                }
+                checks += 1;
+            }
+        });
+    });
+    let result = select(&tsdb, i64::MIN, i64::MAX, &[]);
+    assert_eq!(result[0].samples.len(), 2 * COMMITS as usize);
+    assert!(tsdb.stats().stored_chunks >= 10);
+}

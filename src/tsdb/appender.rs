@@ -95,6 +95,10 @@ impl Appender for TsdbAppender<'_> {
                 index | PENDING_SERIES_BIT
             }
         };
+        if self.batch.samples.capacity() == 0 {
+            // Skips the first doublings: batches are scrapes of hundreds of samples or more.
+            self.batch.samples.reserve(512);
+        }
         self.batch.samples.push(BatchSample {
             series_ref,
             t,

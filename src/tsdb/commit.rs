@@ -38,7 +38,7 @@ pub const PENDING_SERIES_BIT: u32 = 1 << 31;
 
 /// A group stops absorbing queued commits past this many samples, so one
 /// transaction (and the head write lock after it) stays short.
-const MAX_GROUP_SAMPLES: usize = 2_000_000;
+const MAX_GROUP_SAMPLES: usize = 500_000;
 
 /// Rejected-sample examples reported back per batch.
 const MAX_REJECTED_EXAMPLES: usize = 5;
@@ -110,13 +110,14 @@ struct Tentative {
 
 impl Tentative {
     fn from_head(series: &HeadSeries, newest_t: Timestamp) -> Tentative {
+        debug_assert!(series.chunk.is_empty() || series.chunk.mint() == Some(series.chunk_mint));
         Tentative {
             series_id: series.id,
             newest_t,
             newest_value_bits: series.newest_value_bits,
             min_t: series.min_t,
             open_len: series.chunk.len() as u32,
-            open_mint: series.chunk.mint().unwrap_or(Timestamp::MIN),
+            open_mint: series.chunk_mint,
             initial_open: !series.chunk.is_empty(),
             initial_first_seq: series.chunk_first_log_seq,
             seals: false,
@@ -145,9 +146,7 @@ impl Tentative {
 /// An accepted sample, linked to the next accepted sample of its series so
 /// sealing can walk one series without another lookup.
 struct Accepted {
-    slot: SeriesSlot,
     next_same_series: u32,
-    sealing: bool,
     t: Timestamp,
     value_bits: u64,
 }
@@ -569,9 +568,7 @@ impl CommitThread {
                         }
                         entry.last_accepted = index;
                         self.accepted.push(Accepted {
-                            slot,
                             next_same_series: NO_INDEX,
-                            sealing: false,
                             t: sample.t,
                             value_bits: sample.value_bits,
                         });
@@ -605,8 +602,7 @@ impl CommitThread {
                 };
                 let mut group_samples: Vec<Sample> = Vec::new();
                 let mut index = entry.first_accepted;
-                while let Some(accepted) = self.accepted.get_mut(index as usize) {
-                    accepted.sealing = true;
+                while let Some(accepted) = self.accepted.get(index as usize) {
                     group_samples.push(Sample {
                         t: accepted.t,
                         v: f64::from_bits(accepted.value_bits),
@@ -749,21 +745,12 @@ impl CommitThread {
                 let slot = head.add_series(created.id, &created.labels);
                 debug_assert_eq!(slot, created.slot);
             }
-            for accepted in &self.accepted {
-                if accepted.sealing {
-                    continue;
-                }
-                if let Some(series) = head.series_mut(accepted.slot) {
-                    series
-                        .chunk
-                        .append(accepted.t, f64::from_bits(accepted.value_bits));
-                }
-            }
             for (slot, chunk) in replacement_chunks {
                 if let Some(series) = head.series_mut(slot) {
                     series.chunk = chunk;
                 }
             }
+            // One visit per series: its accepted samples are chained.
             for (slot, entry) in &self.tentative {
                 if entry.first_accepted == NO_INDEX {
                     continue;
@@ -772,12 +759,23 @@ impl CommitThread {
                 if let Some(newest) = head.newest_t.get_mut(*slot as usize) {
                     *newest = entry.newest_t;
                 }
-                if let Some(series) = head.series_mut(*slot) {
-                    series.newest_value_bits = entry.newest_value_bits;
-                    series.min_t = entry.min_t;
-                    if entry.seals || !entry.initial_open {
-                        series.chunk_first_log_seq = seq;
+                let Some(series) = head.series_mut(*slot) else {
+                    continue;
+                };
+                if !entry.seals {
+                    let mut index = entry.first_accepted;
+                    while let Some(accepted) = self.accepted.get(index as usize) {
+                        series
+                            .chunk
+                            .append(accepted.t, f64::from_bits(accepted.value_bits));
+                        index = accepted.next_same_series;
                     }
+                }
+                series.chunk_mint = entry.open_mint;
+                series.newest_value_bits = entry.newest_value_bits;
+                series.min_t = entry.min_t;
+                if entry.seals || !entry.initial_open {
+                    series.chunk_first_log_seq = seq;
                 }
             }
             head.partitions.extend(seal_writes.partitions);

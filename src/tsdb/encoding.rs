@@ -639,4 +639,61 @@ mod tests {
         assert_eq!(decode_chunk_value(&value), Ok((99, 3, &[0u8, 1, 2][..])));
         assert!(decode_chunk_value(&[0; 4]).is_err());
     }
+
+    /// The fuzz seeds are real encoder output; every one must decode, and
+    /// any crasher the fuzzer finds is added there and replayed here.
+    #[test]
+    fn fuzz_corpus_replays_without_panicking() {
+        let corpus =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/log_record");
+        let Ok(entries) = std::fs::read_dir(&corpus) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            let _ = decode_log_record(&bytes);
+            let _ = decode_labels(&bytes);
+            let _ = decode_chunk_key(&bytes);
+            let _ = decode_chunk_value(&bytes);
+            let _ = decode_series_tail(&bytes);
+        }
+        let scrape = std::fs::read(corpus.join("seed-scrape-50-series")).unwrap();
+        let samples = decode_log_record(&scrape).unwrap();
+        assert_eq!(samples.len(), 50);
+        assert_eq!(
+            samples[49],
+            LogSample {
+                series_id: 149,
+                t: 1_700_000_000_000,
+                value_bits: (49.0f64 * 1.5).to_bits()
+            }
+        );
+        let labels = decode_labels(&std::fs::read(corpus.join("seed-labels")).unwrap()).unwrap();
+        assert_eq!(labels.get("mode"), Some("idle"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decoders_never_panic_on_random_bytes(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            let _ = decode_log_record(&bytes);
+            let _ = decode_labels(&bytes);
+            let _ = decode_chunk_key(&bytes);
+            let _ = decode_chunk_value(&bytes);
+            let _ = decode_series_tail(&bytes);
+            let _ = decode_partition_summary(&bytes);
+            let _ = decode_meta_u64(&bytes);
+            let mut with_kind = vec![LOG_RECORD_SAMPLES];
+            with_kind.extend_from_slice(&bytes);
+            let _ = decode_log_record(&with_kind);
+        }
+
+        #[test]
+        fn log_records_round_trip(raw in proptest::collection::vec((proptest::num::u64::ANY, proptest::num::i64::ANY, proptest::num::u64::ANY), 0..64)) {
+            let samples: Vec<LogSample> = raw
+                .into_iter()
+                .map(|(series_id, t, value_bits)| LogSample { series_id, t, value_bits })
+                .collect();
+            proptest::prop_assert_eq!(decode_log_record(&encode_log_record(&samples)), Ok(samples));
+        }
+    }
 }

@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::chunk::HeadChunk;
-use crate::model::{Label, Labels, Timestamp};
-use crate::tsdb::encoding::PartitionSummary;
+use crate::model::{Labels, Timestamp};
+use crate::tsdb::encoding::{PartitionSummary, Reader, decode_labels, encode_labels};
 use crate::tsdb::postings::{Postings, SeriesSlot, Symbols};
 
 /// Passes an already-computed 64-bit label hash through unchanged.
@@ -41,16 +41,36 @@ type HashIndex = HashMap<u64, SeriesSlot, BuildHasherDefault<PassThroughHasher>>
 /// One series in memory.
 pub struct HeadSeries {
     pub id: u64,
-    /// (name symbol, value symbol), in label-name order.
-    pub labels: Box<[(u32, u32)]>,
+    /// The label set in the `series` table encoding (see `encoding::encode_labels`):
+    /// one allocation, compared against borrowed pairs without pointer chasing.
+    pub labels: Box<[u8]>,
     /// Samples not yet sealed into `chunks`; their log records are kept.
     pub chunk: HeadChunk,
     /// Log sequence of the record holding the open chunk's first sample.
     pub chunk_first_log_seq: u64,
+    /// Time of the open chunk's first sample (meaningless when it is empty).
+    /// Kept inline: reading it from the chunk costs a cache miss per sample
+    /// on the commit thread.
+    pub chunk_mint: Timestamp,
     /// Oldest sample time the series has (`i64::MAX` when it has none).
     pub min_t: Timestamp,
     /// Value bits of the newest sample, for duplicate detection.
     pub newest_value_bits: u64,
+}
+
+impl HeadSeries {
+    /// The (name, value) pairs of the series, in name order.
+    pub fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut reader = Reader::new(&self.labels);
+        let count = reader.uvarint().unwrap_or(0);
+        (0..count).map_while(move |_| {
+            let mut text = || {
+                let length = reader.uvarint().ok()?;
+                std::str::from_utf8(reader.slice(length as usize).ok()?).ok()
+            };
+            Some((text()?, text()?))
+        })
+    }
 }
 
 #[derive(Default)]
@@ -85,17 +105,27 @@ impl Head {
             .and_then(|series| series.as_mut())
     }
 
+    #[inline]
     fn labels_equal(&self, slot: SeriesSlot, pairs: &[(&str, &str)]) -> bool {
         let Some(series) = self.series(slot) else {
             return false;
         };
-        series.labels.len() == pairs.len()
-            && series.labels.iter().zip(pairs).all(
-                |((name, value), (wanted_name, wanted_value))| {
-                    self.symbols.get(*name) == *wanted_name
-                        && self.symbols.get(*value) == *wanted_value
-                },
-            )
+        let mut reader = Reader::new(&series.labels);
+        if reader.uvarint() != Ok(pairs.len() as u64) {
+            return false;
+        }
+        for (name, value) in pairs {
+            for wanted in [name, value] {
+                let stored = reader
+                    .uvarint()
+                    .ok()
+                    .and_then(|length| reader.slice(length as usize).ok());
+                if stored != Some(wanted.as_bytes()) {
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// Finds a series by its label hash and sorted label pairs, without allocating.
@@ -129,7 +159,7 @@ impl Head {
     pub fn add_series(&mut self, id: u64, labels: &Labels) -> SeriesSlot {
         debug_assert!(self.ids.last().is_none_or(|last| *last < id));
         let slot = self.next_slot();
-        let interned: Box<[(u32, u32)]> = labels
+        let interned: Vec<(u32, u32)> = labels
             .iter()
             .map(|label| {
                 (
@@ -139,6 +169,12 @@ impl Head {
             })
             .collect();
         self.postings.add(slot, &interned);
+        let encoded = encode_labels(
+            labels
+                .iter()
+                .map(|label| (label.name.as_str(), label.value.as_str())),
+        )
+        .into_boxed_slice();
         let hash = labels.hash64();
         match self.by_hash.entry(hash) {
             std::collections::hash_map::Entry::Vacant(entry) => {
@@ -150,9 +186,10 @@ impl Head {
         }
         self.series.push(Some(HeadSeries {
             id,
-            labels: interned,
+            labels: encoded,
             chunk: HeadChunk::new(),
             chunk_first_log_seq: 0,
+            chunk_mint: Timestamp::MIN,
             min_t: Timestamp::MAX,
             newest_value_bits: 0,
         }));
@@ -167,8 +204,17 @@ impl Head {
         let Some(series) = self.series.get_mut(slot as usize).and_then(|s| s.take()) else {
             return;
         };
-        self.postings.remove(slot, &series.labels);
-        let labels = self.labels_from_symbols(&series.labels);
+        let labels = decode_labels(&series.labels).unwrap_or_default();
+        let interned: Vec<(u32, u32)> = labels
+            .iter()
+            .filter_map(|label| {
+                Some((
+                    self.symbols.find(&label.name)?,
+                    self.symbols.find(&label.value)?,
+                ))
+            })
+            .collect();
+        self.postings.remove(slot, &interned);
         let hash = labels.hash64();
         if self.by_hash.get(&hash) == Some(&slot) {
             self.by_hash.remove(&hash);
@@ -196,18 +242,10 @@ impl Head {
         self.series(slot).map(|_| slot)
     }
 
-    fn labels_from_symbols(&self, labels: &[(u32, u32)]) -> Labels {
-        Labels::new(
-            labels
-                .iter()
-                .map(|(name, value)| Label::new(self.symbols.get(*name), self.symbols.get(*value)))
-                .collect(),
-        )
-    }
-
     pub fn labels_of(&self, slot: SeriesSlot) -> Labels {
         match self.series(slot) {
-            Some(series) => self.labels_from_symbols(&series.labels),
+            // Written by `add_series` from a canonical label set.
+            Some(series) => decode_labels(&series.labels).unwrap_or_default(),
             None => Labels::empty(),
         }
     }
@@ -218,7 +256,7 @@ impl Head {
             .series
             .iter()
             .flatten()
-            .map(|series| series.labels.len() * 8 + series.chunk.memory_bytes())
+            .map(|series| series.labels.len() + series.chunk.memory_bytes())
             .sum();
         per_series
             + self.series.capacity() * std::mem::size_of::<Option<HeadSeries>>()

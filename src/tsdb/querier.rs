@@ -287,18 +287,14 @@ impl Querier for TsdbQuerier<'_> {
             return Ok(Vec::new());
         };
         let head = self.tsdb.shared.head.read();
-        let mut names: BTreeSet<u32> = BTreeSet::new();
+        let mut names: BTreeSet<&str> = BTreeSet::new();
         for slot in self.matching_slots(&head, mint, maxt, matchers) {
             if let Some(series) = head.series(slot) {
-                names.extend(series.labels.iter().map(|(name, _)| *name));
+                names.extend(series.label_pairs().map(|(name, _)| name));
             }
         }
-        let mut result: Vec<String> = names
-            .into_iter()
-            .map(|name| head.symbols.get(name).to_string())
-            .collect();
+        let result: Vec<String> = names.into_iter().map(str::to_string).collect();
         drop(head);
-        result.sort();
         Ok(result)
     }
 
@@ -313,27 +309,19 @@ impl Querier for TsdbQuerier<'_> {
             return Ok(Vec::new());
         };
         let head = self.tsdb.shared.head.read();
-        let Some(name_symbol) = head.symbols.find(name) else {
-            return Ok(Vec::new());
-        };
-        let mut values: BTreeSet<u32> = BTreeSet::new();
+        let mut values: BTreeSet<&str> = BTreeSet::new();
         for slot in self.matching_slots(&head, mint, maxt, matchers) {
             if let Some(series) = head.series(slot) {
                 values.extend(
                     series
-                        .labels
-                        .iter()
-                        .filter(|(label_name, _)| *label_name == name_symbol)
-                        .map(|(_, value)| *value),
+                        .label_pairs()
+                        .filter(|(label_name, _)| *label_name == name)
+                        .map(|(_, value)| value),
                 );
             }
         }
-        let mut result: Vec<String> = values
-            .into_iter()
-            .map(|value| head.symbols.get(value).to_string())
-            .collect();
+        let result: Vec<String> = values.into_iter().map(str::to_string).collect();
         drop(head);
-        result.sort();
         Ok(result)
     }
 }

@@ -50,10 +50,12 @@ pub fn open(dir: &Path, options: Options) -> Result<Arc<Tsdb>, TsdbError> {
             let backend =
                 FaultInjectingBackend::new(file, faults.clone()).context("opening the database")?;
             Database::builder()
+                .set_cache_size(options.cache_bytes)
                 .create_with_backend(backend)
                 .context("opening the database")?
         }
         None => Database::builder()
+            .set_cache_size(options.cache_bytes)
             .create(&path)
             .context("opening the database")?,
     };
@@ -269,9 +271,21 @@ fn load(database: &Database) -> Result<Loaded, TsdbError> {
             .map_err(|error| corrupt(&format!("log record {seq}"), error))?;
         let mut cached: Option<(u64, u32)> = None;
         for sample in samples {
-            let slot = match cached {
-                Some((id, slot)) if id == sample.series_id => slot,
-                _ => match head.slot_of_id(sample.series_id) {
+            // Records list series mostly in ascending id order, one apart:
+            // try the slot that far from the previous one before searching.
+            let predicted = cached.and_then(|(id, slot)| {
+                let slot =
+                    slot.checked_add(u32::try_from(sample.series_id.checked_sub(id)?).ok()?)?;
+                (head.ids.get(slot as usize) == Some(&sample.series_id)
+                    && head.series(slot).is_some())
+                .then_some(slot)
+            });
+            let slot = match predicted {
+                Some(slot) => {
+                    cached = Some((sample.series_id, slot));
+                    slot
+                }
+                None => match head.slot_of_id(sample.series_id) {
                     Some(slot) => {
                         cached = Some((sample.series_id, slot));
                         slot
@@ -295,6 +309,7 @@ fn load(database: &Database) -> Result<Loaded, TsdbError> {
             if let Some(series) = head.series_mut(slot) {
                 if series.chunk.is_empty() {
                     series.chunk_first_log_seq = seq;
+                    series.chunk_mint = sample.t;
                 }
                 series
                     .chunk
