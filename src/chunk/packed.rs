@@ -1,6 +1,7 @@
 //! Packed encodings (encoding bytes `0x02`–`0x04`), chosen at seal time when
 //! they beat Gorilla. Timestamps, and values that are exact decimals, are
-//! coded as integer sequences: differences of order 0, 1 or 2, minus a
+//! coded as integer sequences: differences of order 0, 1 or 2 or residuals
+//! from a line, minus a
 //! chunk-wide minimum, divided by a chunk-wide common factor, in a chunk-wide
 //! bit width with an escape for the few that do not fit. Regular scrapes then
 //! cost 0 bits per timestamp and an unchanged value 0 bits per sample.
@@ -29,19 +30,25 @@ use crate::model::Sample;
 //       0x03: v_0 as 64 bits
 //       0x04: integer sequence header over bits(v_i)
 //     for each sample i in 0..n: its timestamp code, then its value code
-//     (a sequence of order k has no code for i < k: its header holds those;
-//     XOR values have no code for i = 0 and the Gorilla value code after)
+//     (a sequence keeps the first h samples in its header and has no code
+//     for them, h = 0, 1, 2, 1 for k = 0, 1, 2, 3; XOR values have no code
+//     for i = 0 and the Gorilla value code after)
 //
-//   integer sequence header, for order k and values x_i (mod 2^64):
-//     k                       2 bits (0, 1 or 2)
-//     x_0                     var(zigzag), when k ≥ 1
+//   integer sequence header, for model k and values x_i (mod 2^64):
+//     k                       2 bits
+//     x_0                     var(zigzag), when k ≠ 0
 //     d_1 = x_1 − x_0         var(zigzag), when k = 2 and n ≥ 2
-//     and, when n > k:
+//     and, when n > h:
+//       step s                var(zigzag), when k = 3
 //       min                   var(zigzag): minimum of the coded items as i64
 //       has_factor            1 bit; when 1: factor g as var (else g = 1)
 //       width w               7 bits (0..=64)
-//   the coded item of sample i ≥ k is x_i (k = 0), d_i = x_i − x_{i−1}
-//   (k = 1) or d_i − d_{i−1} (k = 2), all wrapping; item = min + q·g
+//   the coded item of sample i ≥ h, all wrapping, is
+//     k = 0  x_i                        (values)
+//     k = 1  d_i = x_i − x_{i−1}        (deltas)
+//     k = 2  d_i − d_{i−1}              (delta of deltas)
+//     k = 3  x_i − x_0 − i·s            (residual from a line: jitter)
+//   and item = min + q·g
 //   integer sequence code: q in w bits; when w > 0 and q = 2^w − 1 (all
 //   ones) an escape follows: q += var
 //
@@ -60,6 +67,12 @@ pub(crate) const MAX_PACKED_SAMPLES: usize = 1 << 16;
 /// Largest decimal exponent: 10^18 is exact in f64 and covers the nanosecond
 /// fractions (`2.3494e-05`) that exporters print.
 pub(crate) const MAX_DECIMAL_EXPONENT: u32 = 18;
+
+/// Integer sequence models: what the per-sample codes are.
+const ORDER_VALUES: u8 = 0;
+const ORDER_DELTAS: u8 = 1;
+const ORDER_DELTAS_OF_DELTAS: u8 = 2;
+const ORDER_LINEAR: u8 = 3;
 
 /// Decimal values are kept only while |m| ≤ 2^53, where `m as f64` is exact.
 const MAX_EXACT_INTEGER: i64 = 1 << 53;
@@ -95,6 +108,8 @@ const INTEGER_POWERS_OF_TEN: [i64; MAX_DECIMAL_EXPONENT as usize + 1] = [
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SequencePlan {
     order: u8,
+    /// Slope of the line for [`ORDER_LINEAR`].
+    step: u64,
     min: u64,
     factor: u64,
     width: u32,
@@ -315,42 +330,70 @@ fn plan_sequence(values: &[u64]) -> SequencePlan {
         .windows(2)
         .map(|pair| pair[1].wrapping_sub(pair[0]))
         .collect();
-    let mut best: Option<SequencePlan> = None;
-    for order in 0u8..=2 {
-        let (coded_items, head_bits): (&[u64], u64) = match order {
-            0 => (values, 0),
-            1 => (&first_differences, head_cost(values.first())),
-            _ => (
-                &second_differences,
-                head_cost(values.first()) + head_cost(first_differences.first()),
-            ),
-        };
-        let plan = plan_items(order, coded_items, 2 + head_bits);
-        if best.is_none_or(|best_plan| plan.cost_bits < best_plan.cost_bits) {
-            best = Some(plan);
-        }
-        if coded_items.len() <= 1 {
-            // Higher orders only move items into the header.
-            break;
+    let first_head = head_cost(values.first());
+    let mut best = plan_items(ORDER_VALUES, 0, values, 2);
+    for (order, coded_items, header_bits) in [
+        (ORDER_DELTAS, &first_differences, 2 + first_head),
+        (
+            ORDER_DELTAS_OF_DELTAS,
+            &second_differences,
+            2 + first_head + head_cost(first_differences.first()),
+        ),
+    ] {
+        let plan = plan_items(order, 0, coded_items, header_bits);
+        if plan.cost_bits < best.cost_bits {
+            best = plan;
         }
     }
-    best.unwrap_or(SequencePlan {
-        order: 0,
-        min: 0,
-        factor: 1,
-        width: 0,
-        cost_bits: 2,
-    })
+    // Jitter around a fixed grid is noise, not a random walk: residuals
+    // from the line through the first and last value spread half as far as
+    // the differences do.
+    if best.width > 0 && values.len() >= 3 {
+        let first = values[0];
+        let span = values[values.len() - 1].wrapping_sub(first) as i64 as i128;
+        let intervals = (values.len() - 1) as i128;
+        let step = ((span + intervals / 2).div_euclid(intervals)) as i64 as u64;
+        let residuals: Vec<u64> = values
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(index, &value)| linear_residual(value, first, step, index))
+            .collect();
+        let header_bits = 2 + first_head + var_cost_bits(zigzag_encode(step as i64));
+        let plan = plan_items(ORDER_LINEAR, step, &residuals, header_bits);
+        if plan.cost_bits < best.cost_bits {
+            best = plan;
+        }
+    }
+    best
+}
+
+#[inline]
+fn linear_residual(value: u64, first: u64, step: u64, index: usize) -> u64 {
+    value
+        .wrapping_sub(first)
+        .wrapping_sub(step.wrapping_mul(index as u64))
+}
+
+/// Samples whose value a sequence of this order keeps in its header.
+#[inline]
+fn head_count(order: u8) -> usize {
+    match order {
+        ORDER_VALUES => 0,
+        ORDER_DELTAS_OF_DELTAS => 2,
+        _ => 1,
+    }
 }
 
 fn head_cost(head: Option<&u64>) -> u64 {
     head.map_or(0, |&value| var_cost_bits(zigzag_encode(value as i64)))
 }
 
-fn plan_items(order: u8, items: &[u64], header_bits: u64) -> SequencePlan {
+fn plan_items(order: u8, step: u64, items: &[u64], header_bits: u64) -> SequencePlan {
     if items.is_empty() {
         return SequencePlan {
             order,
+            step,
             min: 0,
             factor: 1,
             width: 0,
@@ -409,6 +452,7 @@ fn plan_items(order: u8, items: &[u64], header_bits: u64) -> SequencePlan {
     }
     SequencePlan {
         order,
+        step,
         min,
         factor,
         width: best_width,
@@ -457,17 +501,20 @@ impl SequenceCoder {
     }
 
     fn write_header(&mut self, writer: &mut BitWriter, values: &[u64]) {
-        let order = usize::from(self.plan.order);
-        writer.write(u64::from(self.plan.order), 2);
-        if order >= 1
+        let order = self.plan.order;
+        writer.write(u64::from(order), 2);
+        if order != ORDER_VALUES
             && let Some(&first) = values.first()
         {
             write_var(writer, zigzag_encode(first as i64));
         }
-        if order == 2 && values.len() >= 2 {
+        if order == ORDER_DELTAS_OF_DELTAS && values.len() >= 2 {
             write_var(writer, zigzag_encode(values[1].wrapping_sub(values[0]) as i64));
         }
-        if values.len() > order {
+        if values.len() > head_count(order) {
+            if order == ORDER_LINEAR {
+                write_var(writer, zigzag_encode(self.plan.step as i64));
+            }
             write_var(writer, zigzag_encode(self.plan.min as i64));
             if self.plan.factor > 1 {
                 writer.write_bit(true);
@@ -481,17 +528,17 @@ impl SequenceCoder {
 
     #[inline]
     fn write_code(&mut self, writer: &mut BitWriter, values: &[u64], index: usize) {
-        let item = match self.plan.order {
-            0 => values[index],
-            1 if index >= 1 => values[index].wrapping_sub(values[index - 1]),
-            2 if index >= 2 => values[index]
-                .wrapping_sub(values[index - 1])
-                .wrapping_sub(values[index - 1].wrapping_sub(values[index - 2])),
-            _ => return,
-        };
-        if self.plan.width == 0 {
+        if index < head_count(self.plan.order) || self.plan.width == 0 {
             return;
         }
+        let item = match self.plan.order {
+            ORDER_VALUES => values[index],
+            ORDER_DELTAS => values[index].wrapping_sub(values[index - 1]),
+            ORDER_DELTAS_OF_DELTAS => values[index]
+                .wrapping_sub(values[index - 1])
+                .wrapping_sub(values[index - 1].wrapping_sub(values[index - 2])),
+            _ => linear_residual(values[index], values[0], self.plan.step, index),
+        };
         let quotient = item.wrapping_sub(self.plan.min) / self.plan.factor;
         if quotient >= self.escape {
             writer.write(self.escape, self.plan.width);
@@ -508,6 +555,7 @@ struct SequenceReader {
     order: u8,
     first: u64,
     first_difference: u64,
+    step: u64,
     min: u64,
     factor: u64,
     width: u32,
@@ -519,14 +567,11 @@ struct SequenceReader {
 impl SequenceReader {
     fn read_header(reader: &mut BitReader<'_>, count: usize) -> Result<SequenceReader, ChunkError> {
         let order = reader.read_short(2) as u8;
-        if order > 2 {
-            return Err(ChunkError::Corrupt("integer sequence order above 2"));
-        }
-        let order_len = usize::from(order);
         let mut sequence = SequenceReader {
             order,
             first: 0,
             first_difference: 0,
+            step: 0,
             min: 0,
             factor: 1,
             width: 0,
@@ -534,13 +579,16 @@ impl SequenceReader {
             value: 0,
             difference: 0,
         };
-        if order >= 1 {
+        if order != ORDER_VALUES {
             sequence.first = zigzag_decode(read_var(reader)) as u64;
         }
-        if order == 2 && count >= 2 {
+        if order == ORDER_DELTAS_OF_DELTAS && count >= 2 {
             sequence.first_difference = zigzag_decode(read_var(reader)) as u64;
         }
-        if count > order_len {
+        if count > head_count(order) {
+            if order == ORDER_LINEAR {
+                sequence.step = zigzag_decode(read_var(reader)) as u64;
+            }
             sequence.min = zigzag_decode(read_var(reader)) as u64;
             if reader.read_bit() {
                 sequence.factor = read_var(reader);
@@ -560,7 +608,7 @@ impl SequenceReader {
 
     #[inline]
     fn next(&mut self, reader: &mut BitReader<'_>, index: usize) -> u64 {
-        if index < usize::from(self.order) {
+        if index < head_count(self.order) {
             if index == 0 {
                 self.value = self.first;
             } else {
@@ -575,11 +623,17 @@ impl SequenceReader {
         }
         let item = self.min.wrapping_add(quotient.wrapping_mul(self.factor));
         match self.order {
-            0 => self.value = item,
-            1 => self.value = self.value.wrapping_add(item),
-            _ => {
+            ORDER_VALUES => self.value = item,
+            ORDER_DELTAS => self.value = self.value.wrapping_add(item),
+            ORDER_DELTAS_OF_DELTAS => {
                 self.difference = self.difference.wrapping_add(item);
                 self.value = self.value.wrapping_add(self.difference);
+            }
+            _ => {
+                self.value = self
+                    .first
+                    .wrapping_add(self.step.wrapping_mul(index as u64))
+                    .wrapping_add(item);
             }
         }
         self.value
@@ -753,6 +807,18 @@ mod tests {
         let plan = plan_sequence(&timestamps);
         assert_eq!(plan.order, 1);
         assert_eq!(plan.width, 2);
+    }
+
+    #[test]
+    fn jittered_timestamps_are_coded_as_residuals_from_a_line() {
+        let jitter = [3i64, -3, 4, 2, -2, 4, -4, -1, -3, 0];
+        let timestamps: Vec<u64> = (0..120i64)
+            .map(|index| (1_700_000_000_000 + index * 15_000 + jitter[index as usize % 10]) as u64)
+            .collect();
+        let plan = plan_sequence(&timestamps);
+        assert_eq!(plan.order, ORDER_LINEAR);
+        assert_eq!(plan.step, 15_000);
+        assert_eq!(plan.width, 4);
     }
 
     #[test]
