@@ -232,7 +232,8 @@ fn write_packed(plan: &packed::PackedPlan, samples: &[Sample]) -> Vec<u8> {
     let mut header = Vec::with_capacity(4);
     header.push(plan.encoding());
     push_leb128(&mut header, samples.len() as u64);
-    let mut writer = BitWriter::with_capacity(header.len() + plan.cost_bits().div_ceil(8) as usize + 8);
+    let mut writer =
+        BitWriter::with_capacity(header.len() + plan.cost_bits().div_ceil(8) as usize + 8);
     for &byte in &header {
         writer.write(u64::from(byte), 8);
     }
@@ -438,7 +439,10 @@ mod tests {
         assert_bit_exact(&decode(&chosen).unwrap(), samples);
         let gorilla = encode_gorilla(samples);
         assert_bit_exact(&decode(&gorilla).unwrap(), samples);
-        assert!(chosen.len() <= gorilla.len(), "chosen encoding larger than gorilla");
+        assert!(
+            chosen.len() <= gorilla.len(),
+            "chosen encoding larger than gorilla"
+        );
         if !samples.is_empty() {
             let plan = packed::plan(samples);
             let packed_bytes = write_packed(&plan, samples);
@@ -477,7 +481,12 @@ mod tests {
             .collect()
     }
 
-    fn regular(count: i64, start: i64, interval: i64, mut value: impl FnMut(i64) -> f64) -> Vec<Sample> {
+    fn regular(
+        count: i64,
+        start: i64,
+        interval: i64,
+        mut value: impl FnMut(i64) -> f64,
+    ) -> Vec<Sample> {
         (0..count)
             .map(|index| Sample {
                 t: start + index * interval,
@@ -496,7 +505,10 @@ mod tests {
     fn one_and_two_samples() {
         assert_round_trips(&series(&[0], &[1.0]));
         assert_round_trips(&series(&[-5], &[f64::NAN]));
-        assert_round_trips(&series(&[1_700_000_000_000, 1_700_000_015_000], &[1.5, 2.25]));
+        assert_round_trips(&series(
+            &[1_700_000_000_000, 1_700_000_015_000],
+            &[1.5, 2.25],
+        ));
         assert_round_trips(&series(&[i64::MIN], &[-0.0]));
         assert_round_trips(&series(&[i64::MAX], &[f64::MIN_POSITIVE]));
     }
@@ -505,7 +517,10 @@ mod tests {
     fn extreme_timestamp_spans_do_not_overflow() {
         assert_round_trips(&series(&[i64::MIN, i64::MAX], &[1.0, 2.0]));
         assert_round_trips(&series(&[i64::MIN, -1, 0, 1, i64::MAX], &[1.0; 5]));
-        assert_round_trips(&series(&[i64::MIN, i64::MIN + 1, i64::MAX - 1, i64::MAX], &[0.5; 4]));
+        assert_round_trips(&series(
+            &[i64::MIN, i64::MIN + 1, i64::MAX - 1, i64::MAX],
+            &[0.5; 4],
+        ));
         // 1970, negative times and a multi-year gap in one chunk.
         assert_round_trips(&series(
             &[-86_400_000, 0, 15_000, 1_700_000_000_000, 1_700_000_000_001],
@@ -527,21 +542,38 @@ mod tests {
     fn all_nan_and_nan_payloads() {
         assert_round_trips(&regular(120, 0, 15_000, |_| f64::NAN));
         assert_round_trips(&regular(120, 0, 15_000, |_| stale_nan()));
-        let payloads = [0x7ff8_0000_0000_0001u64, 0xfff0_0000_0000_0001, STALE_NAN_BITS, 0x7fff_ffff_ffff_ffff];
-        assert_round_trips(&regular(40, 0, 15_000, |index| f64::from_bits(payloads[index as usize % 4])));
+        let payloads = [
+            0x7ff8_0000_0000_0001u64,
+            0xfff0_0000_0000_0001,
+            STALE_NAN_BITS,
+            0x7fff_ffff_ffff_ffff,
+        ];
+        assert_round_trips(&regular(40, 0, 15_000, |index| {
+            f64::from_bits(payloads[index as usize % 4])
+        }));
         let constant_nan = encode(&regular(120, 0, 15_000, |_| stale_nan()));
-        assert!(constant_nan.len() < 40, "constant stale chunk takes {} bytes", constant_nan.len());
+        assert!(
+            constant_nan.len() < 40,
+            "constant stale chunk takes {} bytes",
+            constant_nan.len()
+        );
     }
 
     #[test]
     fn stale_markers_mixed_with_values() {
         let samples = regular(120, 1_700_000_000_000, 15_000, |index| {
-            if index % 17 == 16 { stale_nan() } else { index as f64 * 0.25 }
+            if index % 17 == 16 {
+                stale_nan()
+            } else {
+                index as f64 * 0.25
+            }
         });
         assert_round_trips(&samples);
         let decoded = decode(&encode(&samples)).unwrap();
         assert!(decoded[16].v.to_bits() == STALE_NAN_BITS);
-        let ends_stale = regular(120, 1_700_000_000_000, 15_000, |index| if index == 119 { stale_nan() } else { 7.0 });
+        let ends_stale = regular(120, 1_700_000_000_000, 15_000, |index| {
+            if index == 119 { stale_nan() } else { 7.0 }
+        });
         assert_round_trips(&ends_stale);
     }
 
@@ -549,7 +581,14 @@ mod tests {
     fn infinities_and_extreme_floats() {
         assert_round_trips(&series(
             &[1, 2, 3, 4, 5, 6],
-            &[f64::INFINITY, f64::NEG_INFINITY, f64::MAX, f64::MIN, 5e-324, -5e-324],
+            &[
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::MAX,
+                f64::MIN,
+                5e-324,
+                -5e-324,
+            ],
         ));
     }
 
@@ -571,7 +610,12 @@ mod tests {
         let packed = encode(&samples);
         let gorilla = encode_gorilla(&samples);
         assert_eq!(encoding_of(&packed).unwrap(), Encoding::PackedDecimal);
-        assert!(packed.len() * 3 < gorilla.len(), "packed {} gorilla {}", packed.len(), gorilla.len());
+        assert!(
+            packed.len() * 3 < gorilla.len(),
+            "packed {} gorilla {}",
+            packed.len(),
+            gorilla.len()
+        );
         assert_round_trips(&samples);
     }
 
@@ -614,9 +658,15 @@ mod tests {
     fn corrupt_headers_are_errors() {
         assert_eq!(decode(&[]), Err(ChunkError::Empty));
         assert_eq!(decode(&[0x99]), Err(ChunkError::UnknownEncoding(0x99)));
-        assert!(matches!(decode(&[ENCODING_GORILLA]), Err(ChunkError::Corrupt(_))));
+        assert!(matches!(
+            decode(&[ENCODING_GORILLA]),
+            Err(ChunkError::Corrupt(_))
+        ));
         // A Gorilla chunk claiming more samples than its bytes can hold.
-        assert!(matches!(decode(&[ENCODING_GORILLA, 0xff, 0xff, 0x03, 0, 0]), Err(ChunkError::Corrupt(_))));
+        assert!(matches!(
+            decode(&[ENCODING_GORILLA, 0xff, 0xff, 0x03, 0, 0]),
+            Err(ChunkError::Corrupt(_))
+        ));
         // A packed chunk claiming a million samples at zero bits each.
         let mut huge = vec![ENCODING_PACKED_DECIMAL];
         push_leb128(&mut huge, 1 << 20);
@@ -630,10 +680,16 @@ mod tests {
 
     #[test]
     fn every_truncation_of_real_chunks_is_an_error_not_a_panic() {
-        for samples in testdata::node_exporter_chunks(3, 1, 1, 120).iter().step_by(7) {
+        for samples in testdata::node_exporter_chunks(3, 1, 1, 120)
+            .iter()
+            .step_by(7)
+        {
             for bytes in [encode(samples), encode_gorilla(samples)] {
                 for cut in 0..bytes.len() {
-                    assert!(decode(&bytes[..cut]).is_err(), "prefix of {cut} bytes decoded");
+                    assert!(
+                        decode(&bytes[..cut]).is_err(),
+                        "prefix of {cut} bytes decoded"
+                    );
                 }
             }
         }
@@ -664,8 +720,14 @@ mod tests {
         let gorilla: usize = chunks.iter().map(|chunk| encode_gorilla(chunk).len()).sum();
         let sealed_per_sample = sealed as f64 / samples as f64;
         let gorilla_per_sample = gorilla as f64 / samples as f64;
-        assert!(sealed_per_sample <= 0.8, "sealed {sealed_per_sample:.3} B/sample");
-        assert!(gorilla_per_sample > sealed_per_sample, "gorilla {gorilla_per_sample:.3}");
+        assert!(
+            sealed_per_sample <= 0.8,
+            "sealed {sealed_per_sample:.3} B/sample"
+        );
+        assert!(
+            gorilla_per_sample > sealed_per_sample,
+            "gorilla {gorilla_per_sample:.3}"
+        );
     }
 
     fn arbitrary_samples() -> impl Strategy<Value = Vec<Sample>> {
@@ -681,19 +743,26 @@ mod tests {
             1 => Just(-0.0),
             1 => Just(42.0),
         ];
-        (any::<i64>(), proptest::collection::vec((delta, value), 0..300)).prop_map(|(start, steps)| {
-            let mut samples = Vec::with_capacity(steps.len());
-            let mut timestamp = start;
-            for (delta, value) in steps {
-                samples.push(Sample { t: timestamp, v: value });
-                // Stop before wrapping: timestamps must strictly increase.
-                match timestamp.checked_add_unsigned(delta) {
-                    Some(next) => timestamp = next,
-                    None => break,
+        (
+            any::<i64>(),
+            proptest::collection::vec((delta, value), 0..300),
+        )
+            .prop_map(|(start, steps)| {
+                let mut samples = Vec::with_capacity(steps.len());
+                let mut timestamp = start;
+                for (delta, value) in steps {
+                    samples.push(Sample {
+                        t: timestamp,
+                        v: value,
+                    });
+                    // Stop before wrapping: timestamps must strictly increase.
+                    match timestamp.checked_add_unsigned(delta) {
+                        Some(next) => timestamp = next,
+                        None => break,
+                    }
                 }
-            }
-            samples
-        })
+                samples
+            })
     }
 
     proptest! {
@@ -702,6 +771,20 @@ mod tests {
         #[test]
         fn every_encoding_round_trips_bit_exactly(samples in arbitrary_samples()) {
             assert_round_trips(&samples);
+        }
+
+        #[test]
+        fn unordered_timestamps_still_round_trip(
+            points in proptest::collection::vec((any::<i64>(), any::<u64>()), 0..50)
+        ) {
+            // Callers must append in time order, but the arithmetic is
+            // wrapping throughout, so no input can make encode lose data.
+            let samples: Vec<Sample> = points
+                .iter()
+                .map(|&(t, bits)| Sample { t, v: f64::from_bits(bits) })
+                .collect();
+            assert_bit_exact(&decode(&encode(&samples)).unwrap(), &samples);
+            assert_bit_exact(&decode(&encode_gorilla(&samples)).unwrap(), &samples);
         }
 
         #[test]

@@ -350,13 +350,19 @@ mod tests {
         }
         assert_eq!(read_leb128(&[0x80]), None);
         assert_eq!(read_leb128(&[0xff; 10]), None);
-        assert_eq!(read_leb128(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]), None);
+        assert_eq!(
+            read_leb128(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]),
+            None
+        );
     }
 
     #[test]
     fn var_round_trips_every_width() {
         let mut writer = BitWriter::default();
-        let values: Vec<u64> = (0..64).map(|shift| 1u64 << shift).chain([0, u64::MAX]).collect();
+        let values: Vec<u64> = (0..64)
+            .map(|shift| 1u64 << shift)
+            .chain([0, u64::MAX])
+            .collect();
         for &value in &values {
             write_var(&mut writer, value);
         }

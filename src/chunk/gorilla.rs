@@ -391,6 +391,9 @@ mod tests {
         writer.write(63, 6);
         writer.write(0, 64);
         let stream = writer.finish();
-        assert!(matches!(decode_stream(&stream, 2), Err(ChunkError::Corrupt(_))));
+        assert!(matches!(
+            decode_stream(&stream, 2),
+            Err(ChunkError::Corrupt(_))
+        ));
     }
 }

@@ -10,8 +10,7 @@
 
 use super::ChunkError;
 use super::bits::{
-    BitReader, BitWriter, read_var, var_cost_bits, write_var, zigzag_decode,
-    zigzag_encode,
+    BitReader, BitWriter, read_var, var_cost_bits, write_var, zigzag_decode, zigzag_encode,
 };
 use super::gorilla::XorWindow;
 use crate::model::Sample;
@@ -509,7 +508,10 @@ impl SequenceCoder {
             write_var(writer, zigzag_encode(first as i64));
         }
         if order == ORDER_DELTAS_OF_DELTAS && values.len() >= 2 {
-            write_var(writer, zigzag_encode(values[1].wrapping_sub(values[0]) as i64));
+            write_var(
+                writer,
+                zigzag_encode(values[1].wrapping_sub(values[0]) as i64),
+            );
         }
         if values.len() > head_count(order) {
             if order == ORDER_LINEAR {
@@ -732,7 +734,9 @@ impl<'a> PackedIter<'a> {
             ValueReader::Decimal { exponent, sequence } => {
                 decimal_value(sequence.next(&mut self.reader, index) as i64, *exponent)
             }
-            ValueReader::Bits { sequence } => f64::from_bits(sequence.next(&mut self.reader, index)),
+            ValueReader::Bits { sequence } => {
+                f64::from_bits(sequence.next(&mut self.reader, index))
+            }
             ValueReader::Xor {
                 last_value_bits,
                 window,
@@ -753,7 +757,10 @@ impl<'a> PackedIter<'a> {
             self.index = self.count;
             return Some(Err(ChunkError::Corrupt("packed stream ends early")));
         }
-        Some(Ok(Sample { t: timestamp, v: value }))
+        Some(Ok(Sample {
+            t: timestamp,
+            v: value,
+        }))
     }
 }
 
@@ -789,7 +796,9 @@ mod tests {
 
     #[test]
     fn regular_timestamps_cost_no_bits_per_sample() {
-        let timestamps: Vec<u64> = (0..120u64).map(|index| 1_700_000_000_000 + index * 15_000).collect();
+        let timestamps: Vec<u64> = (0..120u64)
+            .map(|index| 1_700_000_000_000 + index * 15_000)
+            .collect();
         let plan = plan_sequence(&timestamps);
         assert_eq!(plan.order, 1);
         assert_eq!(plan.width, 0);
@@ -801,7 +810,11 @@ mod tests {
         let mut timestamps: Vec<u64> = Vec::new();
         let mut timestamp = 1_000_000u64;
         for index in 0..120u64 {
-            timestamp += if index == 60 { 3_600_000 } else { 15_000 + index % 3 };
+            timestamp += if index == 60 {
+                3_600_000
+            } else {
+                15_000 + index % 3
+            };
             timestamps.push(timestamp);
         }
         let plan = plan_sequence(&timestamps);
