@@ -171,14 +171,14 @@ impl PackedPlan {
 /// Plans the packed layout of `samples` (1 ≤ len ≤ MAX_PACKED_SAMPLES).
 pub(crate) fn plan(samples: &[Sample]) -> PackedPlan {
     let timestamps: Vec<u64> = samples.iter().map(|sample| sample.t as u64).collect();
-    let timestamp_plan = plan_sequence(&timestamps);
+    let timestamp_plan = plan_sequence(&timestamps, true);
     let value_bits: Vec<u64> = samples.iter().map(|sample| sample.v.to_bits()).collect();
 
     let mut best = ValuePlan::Xor {
         cost_bits: xor_cost_bits(&value_bits),
     };
     if let Some((exponent, integers)) = decimal_integers(samples) {
-        let sequence = plan_sequence(&integers);
+        let sequence = plan_sequence(&integers, false);
         let candidate = ValuePlan::Decimal {
             exponent,
             integers,
@@ -192,7 +192,7 @@ pub(crate) fn plan(samples: &[Sample]) -> PackedPlan {
     // payload repeated, so try them only when the values never change.
     if value_bits.iter().all(|&bits| bits == value_bits[0]) {
         let candidate = ValuePlan::Bits {
-            sequence: plan_sequence(&value_bits),
+            sequence: plan_sequence(&value_bits, false),
         };
         if candidate.cost_bits() < best.cost_bits() {
             best = candidate;
@@ -262,52 +262,84 @@ fn xor_cost_bits(value_bits: &[u64]) -> u64 {
 /// |m| ≤ 2^53, and those integers; `None` when some value has none (NaN,
 /// ±Inf, −0.0, too many digits).
 fn decimal_integers(samples: &[Sample]) -> Option<(u32, Vec<u64>)> {
-    let mut exponents = Vec::with_capacity(samples.len());
-    let mut mantissas = Vec::with_capacity(samples.len());
+    let mut integers: Vec<u64> = Vec::with_capacity(samples.len());
     let mut chunk_exponent = 0u32;
-    // Series repeat values often; reuse the last answer for equal bits.
-    let mut last: Option<(u64, u32, i64)> = None;
+    let mut last_bits: Option<u64> = None;
     for sample in samples {
         let bits = sample.v.to_bits();
-        let (exponent, mantissa) = match last {
-            Some((last_bits, exponent, mantissa)) if last_bits == bits => (exponent, mantissa),
-            _ => decimal_of(sample.v)?,
-        };
-        last = Some((bits, exponent, mantissa));
-        chunk_exponent = chunk_exponent.max(exponent);
-        exponents.push(exponent);
-        mantissas.push(mantissa);
-    }
-    let mut integers = Vec::with_capacity(samples.len());
-    for (&exponent, &mantissa) in exponents.iter().zip(&mantissas) {
-        // m/10^e and (m·10^k)/10^(e+k) are the same rational, so the
-        // correctly rounded division gives the same float.
-        let scale = INTEGER_POWERS_OF_TEN[(chunk_exponent - exponent) as usize];
-        let integer = mantissa.checked_mul(scale)?;
-        if integer.unsigned_abs() > MAX_EXACT_INTEGER as u64 {
-            return None;
+        // Series repeat values often; reuse the last answer for equal bits.
+        if last_bits == Some(bits)
+            && let Some(&last_integer) = integers.last()
+        {
+            integers.push(last_integer);
+            continue;
         }
-        integers.push(integer as u64);
+        last_bits = Some(bits);
+        // A value with fewer decimals is also exact at the chunk's exponent
+        // (m/10^e and m·10^k/10^(e+k) are the same rational, so the correctly
+        // rounded division gives the same float): one check per value.
+        let mantissa = match decimal_at(sample.v, chunk_exponent) {
+            DecimalCheck::Exact(mantissa) => mantissa,
+            DecimalCheck::TooLarge => return None,
+            DecimalCheck::Inexact => {
+                let (exponent, mantissa) = decimal_from(sample.v, chunk_exponent + 1)?;
+                let scale = INTEGER_POWERS_OF_TEN[(exponent - chunk_exponent) as usize];
+                for integer in &mut integers {
+                    let rescaled = (*integer as i64).checked_mul(scale)?;
+                    if rescaled.unsigned_abs() > MAX_EXACT_INTEGER as u64 {
+                        return None;
+                    }
+                    *integer = rescaled as u64;
+                }
+                chunk_exponent = exponent;
+                mantissa
+            }
+        };
+        integers.push(mantissa as u64);
     }
     Some((chunk_exponent, integers))
 }
 
-/// Smallest (e, m) with `decimal_value(m, e)` bit-identical to `value`.
-fn decimal_of(value: f64) -> Option<(u32, i64)> {
+enum DecimalCheck {
+    Exact(i64),
+    Inexact,
+    /// The mantissa would pass 2^53 here and at every larger exponent.
+    TooLarge,
+}
+
+#[inline]
+fn decimal_at(value: f64, exponent: u32) -> DecimalCheck {
     if !value.is_finite() {
-        return None;
+        return DecimalCheck::TooLarge;
     }
-    for exponent in 0..=MAX_DECIMAL_EXPONENT {
-        let scaled = (value * POWERS_OF_TEN[exponent as usize]).round();
-        if scaled.abs() > MAX_EXACT_INTEGER as f64 {
-            return None;
-        }
-        let mantissa = scaled as i64;
-        if decimal_value(mantissa, exponent).to_bits() == value.to_bits() {
-            return Some((exponent, mantissa));
+    let scaled = (value * POWERS_OF_TEN[exponent as usize]).round();
+    if scaled.abs() > MAX_EXACT_INTEGER as f64 {
+        return DecimalCheck::TooLarge;
+    }
+    let mantissa = scaled as i64;
+    if decimal_value(mantissa, exponent).to_bits() == value.to_bits() {
+        DecimalCheck::Exact(mantissa)
+    } else {
+        DecimalCheck::Inexact
+    }
+}
+
+/// Smallest (e ≥ `first_exponent`, m) with `decimal_value(m, e)`
+/// bit-identical to `value`.
+fn decimal_from(value: f64, first_exponent: u32) -> Option<(u32, i64)> {
+    for exponent in first_exponent..=MAX_DECIMAL_EXPONENT {
+        match decimal_at(value, exponent) {
+            DecimalCheck::Exact(mantissa) => return Some((exponent, mantissa)),
+            DecimalCheck::Inexact => {}
+            DecimalCheck::TooLarge => return None,
         }
     }
     None
+}
+
+#[cfg(test)]
+fn decimal_of(value: f64) -> Option<(u32, i64)> {
+    decimal_from(value, 0)
 }
 
 #[inline]
@@ -319,47 +351,57 @@ fn decimal_value(mantissa: i64, exponent: u32) -> f64 {
     }
 }
 
-/// Chooses order, minimum, factor and width for `values` (mod 2^64).
-fn plan_sequence(values: &[u64]) -> SequencePlan {
-    let first_differences: Vec<u64> = values
-        .windows(2)
-        .map(|pair| pair[1].wrapping_sub(pair[0]))
-        .collect();
-    let second_differences: Vec<u64> = first_differences
-        .windows(2)
-        .map(|pair| pair[1].wrapping_sub(pair[0]))
-        .collect();
+/// Chooses order, minimum, factor and width for `values` (mod 2^64);
+/// `try_linear` adds the line model, which only timestamps need.
+fn plan_sequence(values: &[u64], try_linear: bool) -> SequencePlan {
     let first_head = head_cost(values.first());
-    let mut best = plan_items(ORDER_VALUES, 0, values, 2);
-    for (order, coded_items, header_bits) in [
-        (ORDER_DELTAS, &first_differences, 2 + first_head),
-        (
-            ORDER_DELTAS_OF_DELTAS,
-            &second_differences,
-            2 + first_head + head_cost(first_differences.first()),
-        ),
-    ] {
-        let plan = plan_items(order, 0, coded_items, header_bits);
-        if plan.cost_bits < best.cost_bits {
-            best = plan;
-        }
+    let deltas = values.windows(2).map(|pair| pair[1].wrapping_sub(pair[0]));
+    let plan = plan_items(ORDER_DELTAS, 0, deltas, 2 + first_head);
+    if plan.width == 0 {
+        // Nothing per sample: only a cheaper header could win, and the other
+        // models' headers are no smaller.
+        return plan;
+    }
+    let mut best = plan;
+    let plan = plan_items(ORDER_VALUES, 0, values.iter().copied(), 2);
+    if plan.cost_bits < best.cost_bits {
+        best = plan;
+    }
+    let second_head = head_cost(
+        values
+            .get(1)
+            .map(|&second| second.wrapping_sub(values[0]))
+            .as_ref(),
+    );
+    let deltas_of_deltas = values.windows(3).map(|triple| {
+        triple[2]
+            .wrapping_sub(triple[1])
+            .wrapping_sub(triple[1].wrapping_sub(triple[0]))
+    });
+    let plan = plan_items(
+        ORDER_DELTAS_OF_DELTAS,
+        0,
+        deltas_of_deltas,
+        2 + first_head + second_head,
+    );
+    if plan.cost_bits < best.cost_bits {
+        best = plan;
     }
     // Jitter around a fixed grid is noise, not a random walk: residuals
     // from the line through the first and last value spread half as far as
     // the differences do.
-    if best.width > 0 && values.len() >= 3 {
+    if try_linear && best.width > 0 && values.len() >= 3 {
         let first = values[0];
         let span = values[values.len() - 1].wrapping_sub(first) as i64 as i128;
         let intervals = (values.len() - 1) as i128;
         let step = ((span + intervals / 2).div_euclid(intervals)) as i64 as u64;
-        let residuals: Vec<u64> = values
+        let residuals = values
             .iter()
             .enumerate()
             .skip(1)
-            .map(|(index, &value)| linear_residual(value, first, step, index))
-            .collect();
+            .map(move |(index, &value)| linear_residual(value, first, step, index));
         let header_bits = 2 + first_head + var_cost_bits(zigzag_encode(step as i64));
-        let plan = plan_items(ORDER_LINEAR, step, &residuals, header_bits);
+        let plan = plan_items(ORDER_LINEAR, step, residuals, header_bits);
         if plan.cost_bits < best.cost_bits {
             best = plan;
         }
@@ -388,8 +430,19 @@ fn head_cost(head: Option<&u64>) -> u64 {
     head.map_or(0, |&value| var_cost_bits(zigzag_encode(value as i64)))
 }
 
-fn plan_items(order: u8, step: u64, items: &[u64], header_bits: u64) -> SequencePlan {
-    if items.is_empty() {
+fn plan_items(
+    order: u8,
+    step: u64,
+    items: impl Iterator<Item = u64> + Clone,
+    header_bits: u64,
+) -> SequencePlan {
+    let mut item_count = 0u64;
+    let mut min = i64::MAX;
+    for item in items.clone() {
+        item_count += 1;
+        min = min.min(item as i64);
+    }
+    if item_count == 0 {
         return SequencePlan {
             order,
             step,
@@ -399,32 +452,39 @@ fn plan_items(order: u8, step: u64, items: &[u64], header_bits: u64) -> Sequence
             cost_bits: header_bits,
         };
     }
-    let min = items
-        .iter()
-        .map(|&item| item as i64)
-        .min()
-        .unwrap_or_default() as u64;
+    let min = min as u64;
     let mut factor = 0u64;
-    for &item in items {
-        factor = gcd(factor, item.wrapping_sub(min));
+    for item in items.clone() {
+        let offset = item.wrapping_sub(min);
+        // Cheap test first: most items are multiples of the factor so far.
+        if factor != 0 && factor.is_power_of_two() && offset & (factor - 1) == 0 {
+            continue;
+        }
+        factor = gcd(factor, offset);
         if factor == 1 {
             break;
         }
     }
     let factor = factor.max(1);
+    let divider = Divider::new(factor);
     // histogram[b]: items whose q + 1 has b significant bits, so that q fits
     // a width w without escape exactly when b ≤ w (all ones is the escape).
-    let mut histogram = [0u64; 66];
-    for &item in items {
-        let quotient = item.wrapping_sub(min) / factor;
+    // Two lanes, because most items land in the same bucket and one counter
+    // would make every increment wait for the previous one.
+    let mut lanes = [[0u64; 66]; 2];
+    for (position, item) in items.enumerate() {
+        let quotient = divider.divide(item.wrapping_sub(min));
         let bits = if quotient == u64::MAX {
             65
         } else {
             64 - (quotient + 1).leading_zeros()
         };
-        histogram[bits as usize] += 1;
+        lanes[position & 1][bits as usize] += 1;
     }
-    let item_count = items.len() as u64;
+    let mut histogram = [0u64; 66];
+    for (bucket, (even, odd)) in histogram.iter_mut().zip(lanes[0].iter().zip(&lanes[1])) {
+        *bucket = even + odd;
+    }
     let header_bits = header_bits
         + var_cost_bits(zigzag_encode(min as i64))
         + 1
@@ -459,6 +519,36 @@ fn plan_items(order: u8, step: u64, items: &[u64], header_bits: u64) -> Sequence
     }
 }
 
+/// Division by a chunk's common factor, which is nearly always 1 or a power
+/// of two (pages, sectors): those skip the slow integer division.
+#[derive(Clone, Copy, Debug)]
+enum Divider {
+    One,
+    Shift(u32),
+    Divide(u64),
+}
+
+impl Divider {
+    fn new(factor: u64) -> Divider {
+        if factor <= 1 {
+            Divider::One
+        } else if factor.is_power_of_two() {
+            Divider::Shift(factor.trailing_zeros())
+        } else {
+            Divider::Divide(factor)
+        }
+    }
+
+    #[inline]
+    fn divide(self, value: u64) -> u64 {
+        match self {
+            Divider::One => value,
+            Divider::Shift(shift) => value >> shift,
+            Divider::Divide(factor) => value / factor,
+        }
+    }
+}
+
 fn gcd(mut a: u64, mut b: u64) -> u64 {
     if a == 0 {
         return b;
@@ -483,6 +573,7 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 /// Writes one integer sequence: its header, then one code per sample.
 struct SequenceCoder {
     plan: SequencePlan,
+    divider: Divider,
     /// Threshold at which a code escapes: 2^w − 1 (unused when w = 0).
     escape: u64,
 }
@@ -496,7 +587,11 @@ impl SequenceCoder {
         } else {
             (1u64 << plan.width) - 1
         };
-        SequenceCoder { plan, escape }
+        SequenceCoder {
+            plan,
+            divider: Divider::new(plan.factor),
+            escape,
+        }
     }
 
     fn write_header(&mut self, writer: &mut BitWriter, values: &[u64]) {
@@ -541,7 +636,7 @@ impl SequenceCoder {
                 .wrapping_sub(values[index - 1].wrapping_sub(values[index - 2])),
             _ => linear_residual(values[index], values[0], self.plan.step, index),
         };
-        let quotient = item.wrapping_sub(self.plan.min) / self.plan.factor;
+        let quotient = self.divider.divide(item.wrapping_sub(self.plan.min));
         if quotient >= self.escape {
             writer.write(self.escape, self.plan.width);
             write_var(writer, quotient - self.escape);
@@ -799,7 +894,7 @@ mod tests {
         let timestamps: Vec<u64> = (0..120u64)
             .map(|index| 1_700_000_000_000 + index * 15_000)
             .collect();
-        let plan = plan_sequence(&timestamps);
+        let plan = plan_sequence(&timestamps, true);
         assert_eq!(plan.order, 1);
         assert_eq!(plan.width, 0);
         assert_eq!(plan.min, 15_000);
@@ -817,7 +912,7 @@ mod tests {
             };
             timestamps.push(timestamp);
         }
-        let plan = plan_sequence(&timestamps);
+        let plan = plan_sequence(&timestamps, true);
         assert_eq!(plan.order, 1);
         assert_eq!(plan.width, 2);
     }
@@ -828,7 +923,7 @@ mod tests {
         let timestamps: Vec<u64> = (0..120i64)
             .map(|index| (1_700_000_000_000 + index * 15_000 + jitter[index as usize % 10]) as u64)
             .collect();
-        let plan = plan_sequence(&timestamps);
+        let plan = plan_sequence(&timestamps, true);
         assert_eq!(plan.order, ORDER_LINEAR);
         assert_eq!(plan.step, 15_000);
         assert_eq!(plan.width, 4);
