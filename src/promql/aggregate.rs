@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use super::QueryError;
-use super::eval::Evaluator;
+use super::eval::{Evaluator, is_name_like};
 use super::functions::{format_go_float, kahan_add, quantile_of};
 use super::value::{Element, StepValue};
-use crate::model::{Label, Labels, METRIC_NAME, is_legacy_label_name};
+use crate::model::{Label, Labels, is_legacy_label_name};
 
 /// Which labels form a group.
 struct Grouping<'a> {
@@ -25,7 +25,7 @@ impl Grouping<'_> {
                 labels
                     .iter()
                     .filter(|label| {
-                        label.name != METRIC_NAME && !self.names.contains(&label.name)
+                        !is_name_like(&label.name) && !self.names.contains(&label.name)
                     })
                     .cloned()
                     .collect(),

@@ -8,9 +8,9 @@ use std::collections::{HashMap, HashSet};
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 
 use super::QueryError;
-use super::eval::Evaluator;
+use super::eval::{Evaluator, is_name_like};
 use super::value::{Element, StepValue};
-use crate::model::{Label, Labels, METRIC_NAME};
+use crate::model::{Label, Labels};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Operator {
@@ -264,7 +264,7 @@ impl Matching {
                 labels
                     .iter()
                     .filter(|label| {
-                        label.name != METRIC_NAME
+                        !is_name_like(&label.name)
                             && !self.names.iter().any(|name| *name == label.name)
                     })
                     .cloned()
@@ -341,16 +341,10 @@ fn vector_vector(
     // The "one" side is always kept on the right; group_right swaps.
     let swapped = matching.cardinality == Cardinality::OneToMany;
     let (many, one) = if swapped { (right, left) } else { (left, right) };
-    let fill_for_missing_one = if swapped {
-        matching.fill_left
-    } else {
-        matching.fill_right
-    };
-    let fill_for_missing_many = if swapped {
-        matching.fill_right
-    } else {
-        matching.fill_left
-    };
+    // Prometheus applies the fill values after swapping sides for
+    // group_right: `fill_left` always fills the "many" side.
+    let fill_for_missing_one = matching.fill_right;
+    let fill_for_missing_many = matching.fill_left;
 
     let mut one_by_group: HashMap<Labels, usize> = HashMap::with_capacity(one.len());
     for (index, element) in one.iter().enumerate() {

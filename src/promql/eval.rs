@@ -579,7 +579,7 @@ impl<'a> Evaluator<'a> {
                     .into_iter()
                     .map(|one| RangeSeries {
                         labels: if one.drop_name {
-                            one.labels.without(METRIC_NAME)
+                            without_name(&one.labels)
                         } else {
                             one.labels
                         },
@@ -654,6 +654,26 @@ impl<'a> Evaluator<'a> {
     }
 }
 
+/// Labels removed together with the metric name: the name and the
+/// type-and-unit metadata labels.
+pub(crate) fn is_name_like(label_name: &str) -> bool {
+    matches!(label_name, "__name__" | "__type__" | "__unit__")
+}
+
+/// `labels` without the metric name and its metadata labels.
+pub(crate) fn without_name(labels: &Labels) -> Labels {
+    if !labels.iter().any(|label| is_name_like(&label.name)) {
+        return labels.clone();
+    }
+    Labels::new(
+        labels
+            .iter()
+            .filter(|label| !is_name_like(&label.name))
+            .cloned()
+            .collect(),
+    )
+}
+
 pub(crate) fn same_labelset_error() -> QueryError {
     QueryError::Execution("vector cannot contain metrics with the same labelset".into())
 }
@@ -664,7 +684,7 @@ fn finish_vector(elements: Vec<Element>) -> Result<Vec<(Labels, f64)>, QueryErro
     let mut seen: std::collections::HashSet<Labels> = std::collections::HashSet::new();
     for element in elements {
         let labels = if element.drop_name {
-            element.labels.without(METRIC_NAME)
+            without_name(&element.labels)
         } else {
             element.labels
         };
@@ -679,7 +699,7 @@ fn finish_vector(elements: Vec<Element>) -> Result<Vec<(Labels, f64)>, QueryErro
 /// Labels as they will be after delayed name removal.
 pub(crate) fn effective_labels(element: &Element) -> Labels {
     if element.drop_name {
-        element.labels.without(METRIC_NAME)
+        without_name(&element.labels)
     } else {
         element.labels.clone()
     }

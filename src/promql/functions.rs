@@ -114,6 +114,8 @@ pub(crate) fn call(
                 let value = evaluator.eval_scalar(argument, ts)?;
                 result = Some(match result {
                     None => value,
+                    // Go's math.Min/Max propagate NaN.
+                    Some(current) if current.is_nan() || value.is_nan() => f64::NAN,
                     Some(current) if name == "min_of" => current.min(value),
                     Some(current) => current.max(value),
                 });

@@ -23,6 +23,16 @@ struct BucketGroup {
     drop_name: bool,
 }
 
+/// OpenMetrics float text: integers carry a `.0`.
+fn format_open_metrics_float(value: f64) -> String {
+    let text = format_go_float(value);
+    if value.is_finite() && !text.contains('.') && !text.contains('e') {
+        format!("{text}.0")
+    } else {
+        text
+    }
+}
+
 /// Parses Go float syntax as used in `le` values.
 fn parse_go_float(text: &str) -> Option<f64> {
     let trimmed = text.trim();
@@ -272,10 +282,17 @@ pub(super) fn call(
             let mut out = Vec::new();
             for q in quantiles {
                 for group in &groups {
-                    let (value, _) = bucket_quantile(q, group.buckets.clone());
+                    let (value, forced) = bucket_quantile(q, group.buckets.clone());
+                    if forced {
+                        let metric = group.labels.get(METRIC_NAME).unwrap_or("").to_string();
+                        let position = evaluator.argument_position(name, 0);
+                        evaluator.info(format!(
+                            "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {metric:?} {position}"
+                        ));
+                    }
                     let mut labels: Vec<Label> = group.labels.clone().into_vec();
                     labels.retain(|label| label.name != label_name);
-                    labels.push(Label::new(label_name.clone(), format_go_float(q)));
+                    labels.push(Label::new(label_name.clone(), format_open_metrics_float(q)));
                     out.push(Element {
                         labels: Labels::new(labels),
                         t: ts,

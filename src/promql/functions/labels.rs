@@ -11,8 +11,10 @@ use crate::model::{Label, Labels, METRIC_NAME};
 use crate::promql::eval::check_no_duplicate_labelsets;
 use crate::promql::value::Element;
 
+/// Any non-empty UTF-8 name is valid in Prometheus 3; text that held
+/// invalid UTF-8 arrives here with replacement characters.
 fn is_valid_label_name(name: &str) -> bool {
-    !name.is_empty()
+    !name.is_empty() && !name.contains(char::REPLACEMENT_CHARACTER)
 }
 
 pub(super) fn call(

@@ -160,6 +160,7 @@ pub(super) fn call(
             "stddev_over_time" => Some(variance(&values).sqrt()),
             "stdvar_over_time" => Some(variance(&values)),
             "quantile_over_time" => Some(quantile_of(parameters[0], values.clone())),
+            "mad_over_time" if values.iter().any(|v| v.is_nan()) => Some(f64::NAN),
             "mad_over_time" => {
                 let median = quantile_of(0.5, values.clone());
                 let deviations = values.iter().map(|v| (v - median).abs()).collect();
