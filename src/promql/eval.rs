@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use promql_parser::label::MatchOp as ParserMatchOp;
 use promql_parser::parser::{AtModifier, Expr, Offset, SubqueryExpr, VectorSelector};
 
-use super::durations::PreparedQuery;
+use super::durations::{MODIFIER_LABEL, PreparedQuery, selector_modifier};
 use super::value::{Element, InstantSample, RangeSeries, StepValue, Value, Window, WindowSeries};
 use super::{QueryError, aggregate, binary, functions};
 use crate::model::{Labels, MatchOp, Matcher, METRIC_NAME, Sample, is_stale_nan};
@@ -106,20 +106,6 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// `(line:column)` of the first occurrence of `needle` at or after byte
-    /// `from` in the query text, as Prometheus prints positions. The parser
-    /// crate keeps no positions, so annotations locate their node this way.
-    pub fn position_of(&self, needle: &str, from: usize) -> String {
-        let text = self.query_text;
-        let from = from.min(text.len());
-        let byte_offset = text
-            .get(from..)
-            .and_then(|rest| rest.find(needle))
-            .map(|found| found + from)
-            .unwrap_or(0);
-        position_string(text, byte_offset)
-    }
-
     /// Position of the first argument of the first call of `function`.
     pub fn argument_position(&self, function: &str, argument_index: usize) -> String {
         let text = self.query_text;
@@ -183,7 +169,8 @@ impl<'a> Evaluator<'a> {
             Expr::VectorSelector(selector) => {
                 let (low, high) = self.base_times(&selector.at, min_t, max_t);
                 let offset = offset_ms(&selector.offset);
-                let bounds = (low - offset - self.settings.lookback, high - offset);
+                let extra = self.prepared_extension_margin(selector);
+                let bounds = (low - offset - self.settings.lookback, high - offset + extra);
                 self.merge_bounds(node_key(selector), bounds);
             }
             Expr::MatrixSelector(matrix) => {
@@ -224,7 +211,7 @@ impl<'a> Evaluator<'a> {
     }
 
     fn prepared_extension_margin(&self, selector: &VectorSelector) -> i64 {
-        if self.prepared.is_extended(node_key(selector)) {
+        if selector_modifier(selector).is_some() {
             self.settings.lookback
         } else {
             0
@@ -278,6 +265,9 @@ impl<'a> Evaluator<'a> {
                 matchers.push(Matcher::equal(METRIC_NAME, name.clone()));
             }
             for matcher in group {
+                if matcher.name == MODIFIER_LABEL {
+                    continue;
+                }
                 let op = match matcher.op {
                     ParserMatchOp::Equal => MatchOp::Equal,
                     ParserMatchOp::NotEqual => MatchOp::NotEqual,
@@ -312,6 +302,7 @@ impl<'a> Evaluator<'a> {
         let series = self.select(selector)?;
         let reference = self.at_ms(&selector.at).unwrap_or(ts) - offset_ms(&selector.offset);
         let window_start = reference - self.settings.lookback;
+        let smoothed = selector_modifier(selector) == Some("smoothed");
         let mut out = Vec::new();
         for one in series.iter() {
             let index = one.samples.partition_point(|sample| sample.t <= reference);
@@ -321,6 +312,22 @@ impl<'a> Evaluator<'a> {
             let sample = one.samples[index - 1];
             if sample.t <= window_start || is_stale_nan(sample.v) {
                 continue;
+            }
+            if smoothed && sample.t < reference {
+                // Interpolate towards the next sample within the lookback.
+                if let Some(next) = one.samples.get(index)
+                    && next.t <= reference + self.settings.lookback
+                    && !is_stale_nan(next.v)
+                {
+                    let fraction = (reference - sample.t) as f64 / (next.t - sample.t) as f64;
+                    out.push(Element {
+                        labels: one.labels.clone(),
+                        t: sample.t,
+                        v: sample.v + (next.v - sample.v) * fraction,
+                        drop_name: false,
+                    });
+                    continue;
+                }
             }
             out.push(Element {
                 labels: one.labels.clone(),
@@ -370,13 +377,16 @@ impl<'a> Evaluator<'a> {
         })
     }
 
-    /// Samples of a series around a window, for the `anchored`/`smoothed`
-    /// extensions: everything in `[window_start - lookback, window_end + lookback]`.
+    /// Samples of a window for the `anchored`/`smoothed` modifiers: the
+    /// window's own samples, plus the last sample at or before its start
+    /// (within the lookback delta), plus for `smoothed` the first sample
+    /// after its end (within the lookback delta).
     pub fn extended_window(
         &mut self,
         selector: &VectorSelector,
         range: i64,
         ts: i64,
+        smoothed: bool,
     ) -> Result<Window, QueryError> {
         let series = self.select(selector)?;
         let window_end = self.at_ms(&selector.at).unwrap_or(ts) - offset_ms(&selector.offset);
@@ -384,17 +394,25 @@ impl<'a> Evaluator<'a> {
         let lookback = self.settings.lookback;
         let mut out = Vec::new();
         for one in series.iter() {
-            let first = one
+            let live: Vec<Sample> = one
                 .samples
-                .partition_point(|sample| sample.t <= window_start - lookback);
-            let last = one
-                .samples
-                .partition_point(|sample| sample.t <= window_end + lookback);
-            let samples: Vec<Sample> = one.samples[first..last.max(first)]
                 .iter()
                 .filter(|sample| !is_stale_nan(sample.v))
                 .copied()
                 .collect();
+            let first_inside = live.partition_point(|sample| sample.t <= window_start);
+            let after_end = live.partition_point(|sample| sample.t <= window_end);
+            let mut samples: Vec<Sample> = Vec::new();
+            if first_inside > 0 && live[first_inside - 1].t > window_start - lookback {
+                samples.push(live[first_inside - 1]);
+            }
+            samples.extend_from_slice(&live[first_inside..after_end.max(first_inside)]);
+            if smoothed
+                && let Some(next) = live.get(after_end)
+                && next.t <= window_end + lookback
+            {
+                samples.push(*next);
+            }
             if samples.is_empty() {
                 continue;
             }
@@ -506,6 +524,14 @@ impl<'a> Evaluator<'a> {
             }
             Expr::MatrixSelector(matrix) => {
                 let range = matrix.range.as_millis() as i64;
+                if let Some(modifier) = selector_modifier(&matrix.vs) {
+                    return Ok(StepValue::Matrix(self.extended_window(
+                        &matrix.vs,
+                        range,
+                        ts,
+                        modifier == "smoothed",
+                    )?));
+                }
                 Ok(StepValue::Matrix(
                     self.eval_matrix_selector(&matrix.vs, range, ts)?,
                 ))

@@ -11,6 +11,7 @@ mod time;
 use promql_parser::parser::{Call, Expr};
 
 use super::QueryError;
+use super::durations::selector_modifier;
 use super::eval::Evaluator;
 use super::value::{Element, StepValue, Window};
 
@@ -93,12 +94,40 @@ fn matrix_argument(
     }
 }
 
+/// The `anchored`/`smoothed` modifier on a range-selector argument, after
+/// checking that the function accepts it.
+pub(crate) fn range_modifier(call: &Call) -> Result<Option<&'static str>, QueryError> {
+    let name = call.func.name;
+    for argument in &call.args.args {
+        let Expr::MatrixSelector(matrix) = unwrap_parens(argument) else {
+            continue;
+        };
+        let Some(modifier) = selector_modifier(&matrix.vs) else {
+            continue;
+        };
+        let allowed: &[&str] = if modifier == "anchored" {
+            &["changes", "delta", "increase", "rate", "resets"]
+        } else {
+            &["delta", "increase", "rate"]
+        };
+        if !allowed.contains(&name) {
+            return Err(QueryError::Execution(format!(
+                "{modifier} modifier can only be used with: {} - not with {name}",
+                allowed.join(", ")
+            )));
+        }
+        return Ok(Some(modifier));
+    }
+    Ok(None)
+}
+
 pub(crate) fn call(
     evaluator: &mut Evaluator<'_>,
     call: &Call,
     ts: i64,
 ) -> Result<StepValue, QueryError> {
     let name = call.func.name;
+    range_modifier(call)?;
     match name {
         "time" => Ok(StepValue::Scalar(ts as f64 / 1000.0)),
         "pi" => Ok(StepValue::Scalar(std::f64::consts::PI)),

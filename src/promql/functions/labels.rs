@@ -211,7 +211,7 @@ pub(super) fn absent_labels(expr: &Expr) -> Labels {
     let mut labels: Vec<Label> = Vec::new();
     let mut seen: Vec<String> = Vec::new();
     for matcher in &selector.matchers.matchers {
-        if matcher.name == METRIC_NAME {
+        if matcher.name == METRIC_NAME || matcher.name == crate::promql::durations::MODIFIER_LABEL {
             continue;
         }
         let first_time = !seen.contains(&matcher.name);

@@ -11,15 +11,6 @@ use crate::promql::aggregate::{mean, variance};
 use crate::promql::functions::format_go_float;
 use crate::promql::value::Element;
 
-/// Anchored/smoothed range selectors; `None` when the call has neither.
-pub(crate) fn extended_call(
-    _evaluator: &mut Evaluator<'_>,
-    _call: &Call,
-    _ts: i64,
-) -> Result<Option<StepValue>, QueryError> {
-    Ok(None)
-}
-
 /// Least-squares slope and intercept at `intercept_time` (Kahan sums).
 pub(crate) fn linear_regression(samples: &[Sample], intercept_time: i64) -> (f64, f64) {
     let mut n = 0.0;
@@ -120,7 +111,9 @@ pub(super) fn call(
             )));
         }
     }
+    let anchored = super::range_modifier(call)? == Some("anchored");
     let window = matrix_argument(evaluator, call, matrix_index, ts)?;
+    let window_start = window.window_end - window.range;
     if name == "absent_over_time" {
         if window.series.is_empty() {
             return Ok(StepValue::Vector(vec![Element {
@@ -137,6 +130,10 @@ pub(super) fn call(
         let samples = &series.samples;
         let values: Vec<f64> = samples.iter().map(|sample| sample.v).collect();
         let keeps_name = matches!(name, "last_over_time" | "first_over_time");
+        // An anchored window needs a sample inside the window proper.
+        if anchored && samples.last().is_none_or(|last| last.t <= window_start) {
+            continue;
+        }
         let value = match name {
             "avg_over_time" => Some(mean(&values)),
             "sum_over_time" => {
