@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 
 use super::QueryError;
-use super::eval::{Evaluator, is_name_like};
+use super::eval::Evaluator;
 use super::value::{Element, StepValue};
 use crate::model::{Label, Labels};
 
@@ -264,7 +264,7 @@ impl Matching {
                 labels
                     .iter()
                     .filter(|label| {
-                        !is_name_like(&label.name)
+                        label.name != crate::model::METRIC_NAME
                             && !self.names.iter().any(|name| *name == label.name)
                     })
                     .cloned()

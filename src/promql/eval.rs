@@ -31,7 +31,6 @@ pub(crate) struct Settings {
 pub(crate) struct Evaluator<'a> {
     querier: &'a dyn Querier,
     pub query_text: &'a str,
-    pub prepared: &'a PreparedQuery,
     pub settings: Settings,
     /// Inclusive time bounds each selector needs, keyed by node address.
     selector_bounds: HashMap<usize, (i64, i64)>,
@@ -66,13 +65,12 @@ impl<'a> Evaluator<'a> {
     pub fn new(
         querier: &'a dyn Querier,
         query_text: &'a str,
-        prepared: &'a PreparedQuery,
+        _prepared: &'a PreparedQuery,
         settings: Settings,
     ) -> Evaluator<'a> {
         Evaluator {
             querier,
             query_text,
-            prepared,
             settings,
             selector_bounds: HashMap::new(),
             selected: HashMap::new(),
@@ -291,6 +289,20 @@ impl<'a> Evaluator<'a> {
         let shared = Rc::new(result);
         self.selected.insert(key, shared.clone());
         Ok(shared)
+    }
+
+    /// Series matching `matchers` in `[mint, maxt]`, straight from storage
+    /// (for lookups whose time depends on the step, like `info()`).
+    pub fn select_raw(
+        &mut self,
+        mint: i64,
+        maxt: i64,
+        matchers: &[Matcher],
+    ) -> Result<Vec<Series>, QueryError> {
+        let series = self.querier.select(mint, maxt, matchers)?;
+        let total: usize = series.iter().map(|one| one.samples.len()).sum();
+        self.count_samples(total)?;
+        Ok(series)
     }
 
     /// The instant vector a selector yields at `ts`.

@@ -2,6 +2,7 @@
 //! families (one file each under `functions/`).
 
 mod histogram;
+mod info;
 mod labels;
 mod math;
 mod over_time;
@@ -176,7 +177,8 @@ pub(crate) fn call(
         "timestamp" | "minute" | "hour" | "day_of_week" | "day_of_month" | "day_of_year"
         | "days_in_month" | "month" | "year" => time::call(evaluator, call, ts),
         "label_replace" | "label_join" | "sort" | "sort_desc" | "sort_by_label"
-        | "sort_by_label_desc" | "absent" | "info" => labels::call(evaluator, call, ts),
+        | "sort_by_label_desc" | "absent" => labels::call(evaluator, call, ts),
+        "info" => info::call(evaluator, call, ts),
         "histogram_quantile" | "histogram_fraction" | "histogram_quantiles" | "histogram_count"
         | "histogram_sum" | "histogram_avg" | "histogram_stddev" | "histogram_stdvar" => {
             histogram::call(evaluator, call, ts)
