@@ -26,8 +26,9 @@ pub(crate) fn prepare(text: &str, step_ms: i64, range_ms: i64) -> Result<Prepare
     let context = Context { step_ms, range_ms };
     let with_durations = rewrite_durations(text, &context)?;
     let with_modifiers = rewrite_modifiers(&with_durations);
+    let with_info_selectors = rewrite_info_selectors(&with_modifiers);
     Ok(PreparedQuery {
-        text: with_modifiers,
+        text: with_info_selectors,
     })
 }
 
@@ -133,8 +134,8 @@ fn rewrite_durations(text: &str, context: &Context) -> Result<String, QueryError
         }
         if byte.is_ascii_alphabetic()
             && (index == 0 || !is_identifier_byte(bytes[index - 1]))
-            && text[index..].len() >= 6
-            && text[index..index + 6].eq_ignore_ascii_case("offset")
+            && bytes.len() - index >= 6
+            && bytes[index..index + 6].eq_ignore_ascii_case(b"offset")
             && bytes.get(index + 6).is_none_or(|next| !is_identifier_byte(*next))
         {
             let after = index + 6;
@@ -484,6 +485,70 @@ fn evaluate(text: &str, context: &Context) -> Result<f64, QueryError> {
     Ok(value)
 }
 
+// --- info() selectors --------------------------------------------------------
+
+/// The second argument of `info()` may consist of matchers that all accept
+/// the empty string (`{data=~".*"}`), which the parser rejects for ordinary
+/// selectors; a reserved matcher makes it acceptable and is ignored later.
+fn rewrite_info_selectors(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut insertions: Vec<usize> = Vec::new();
+    let mut index = 0;
+    while index < bytes.len() {
+        let byte = bytes[index];
+        if matches!(byte, b'"' | b'\'' | b'`') {
+            index = skip_string(bytes, index);
+            continue;
+        }
+        if text[index..].starts_with("info")
+            && (index == 0 || !is_identifier_byte(bytes[index - 1]))
+        {
+            let mut cursor = index + 4;
+            while cursor < bytes.len() && bytes[cursor].is_ascii_whitespace() {
+                cursor += 1;
+            }
+            if cursor < bytes.len()
+                && bytes[cursor] == b'('
+                && let Some(close) = find_closing(bytes, cursor, b'(', b')')
+            {
+                // Find the top-level comma.
+                let mut depth = 0;
+                let mut position = cursor + 1;
+                while position < close {
+                    match bytes[position] {
+                        b'"' | b'\'' | b'`' => {
+                            position = skip_string(bytes, position);
+                            continue;
+                        }
+                        b'(' | b'[' | b'{' => depth += 1,
+                        b')' | b']' | b'}' => depth -= 1,
+                        b',' if depth == 0 => break,
+                        _ => {}
+                    }
+                    position += 1;
+                }
+                if position < close {
+                    let mut argument_start = position + 1;
+                    while argument_start < close && bytes[argument_start].is_ascii_whitespace() {
+                        argument_start += 1;
+                    }
+                    if bytes[argument_start] == b'{' {
+                        insertions.push(argument_start + 1);
+                    }
+                }
+            }
+        }
+        index += 1;
+    }
+    let mut out = text.to_string();
+    for position in insertions.into_iter().rev() {
+        let after = out[position..].trim_start();
+        let separator = if after.starts_with('}') { "" } else { "," };
+        out.insert_str(position, &format!("{MODIFIER_LABEL}=\"info\"{separator}"));
+    }
+    out
+}
+
 // --- anchored / smoothed ---------------------------------------------------
 
 fn rewrite_modifiers(text: &str) -> String {
@@ -613,12 +678,10 @@ pub(crate) fn selector_modifier(
         .iter()
         .chain(selector.matchers.or_matchers.iter().flatten())
         .find(|matcher| matcher.name == MODIFIER_LABEL)
-        .map(|matcher| {
-            if matcher.value == "anchored" {
-                "anchored"
-            } else {
-                "smoothed"
-            }
+        .and_then(|matcher| match matcher.value.as_str() {
+            "anchored" => Some("anchored"),
+            "smoothed" => Some("smoothed"),
+            _ => None,
         })
 }
 
