@@ -3,6 +3,14 @@
 //! the same `promql::Engine` the HTTP API uses, over an in-memory
 //! implementation of the storage traits.
 //!
+//! Data is loaded through the real `tsdb::Tsdb` (a redb file in a temporary
+//! directory, written with `Appendable::appender()` → `append` → `commit`).
+//! A test script may add samples to a series "in the past" with a later
+//! `load`, which a store rejects as out of order, so the harness keeps the
+//! loaded data in memory and builds a fresh `Tsdb` from it whenever the data
+//! changed before an eval. `GUARDIA_PROMQL_STORE=memory` evaluates over the
+//! in-memory model directly instead (faster, for debugging).
+//!
 //! Every eval is a case: passed, failed, or skipped (native histograms and
 //! start timestamps are not supported). Failures must be listed in
 //! `tests/promql_expected_failures.txt` (`file:line reason`); the test fails
@@ -672,9 +680,17 @@ fn parse_file(text: &str) -> Result<Vec<Command>, String> {
 // ---------------------------------------------------------------------------
 // Loading
 
+struct TsdbCopy {
+    // Field order matters: the store closes before its directory goes.
+    tsdb: std::sync::Arc<guardia::tsdb::Tsdb>,
+    _directory: tempfile::TempDir,
+}
+
 #[derive(Default)]
 struct Segment {
     store: MemoryStore,
+    /// The real store built from `store`, when it is current.
+    tsdb: Option<TsdbCopy>,
     /// Series that hold native histograms (not loaded).
     histogram_series: BTreeSet<Labels>,
     /// Series with start timestamps (not supported).
@@ -682,6 +698,7 @@ struct Segment {
 }
 
 fn load(segment: &mut Segment, step: i64, lines: &[String], with_nhcb: bool) -> Result<(), String> {
+    segment.tsdb = None;
     let mut parsed: BTreeMap<Labels, Vec<Point>> = BTreeMap::new();
     for line in lines {
         let (first_token, _) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
@@ -901,13 +918,68 @@ fn error_text(error: &QueryError) -> String {
     error.to_string()
 }
 
+fn use_memory_store() -> bool {
+    std::env::var("GUARDIA_PROMQL_STORE").is_ok_and(|value| value == "memory")
+}
+
+/// Writes the segment's data into a new `Tsdb` unless one is current.
+fn ensure_tsdb(segment: &mut Segment) -> Result<(), String> {
+    use guardia::storage::Appendable;
+    if segment.tsdb.is_some() || use_memory_store() {
+        return Ok(());
+    }
+    let directory = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let options = guardia::tsdb::Options {
+        retention: guardia::config::Retention {
+            time: None,
+            size_bytes: None,
+        },
+        ..guardia::tsdb::Options::default()
+    };
+    let tsdb = guardia::tsdb::Tsdb::open(directory.path(), options).map_err(|e| e.to_string())?;
+    let mut appender = tsdb.appender();
+    let mut expected = 0u64;
+    for (labels, samples) in &segment.store.series {
+        let pairs: Vec<(&str, &str)> = labels
+            .iter()
+            .map(|label| (label.name.as_str(), label.value.as_str()))
+            .collect();
+        for sample in samples {
+            appender
+                .append(&pairs, sample.t, sample.v)
+                .map_err(|e| format!("append {labels}: {e}"))?;
+            expected += 1;
+        }
+    }
+    let outcome = appender.commit().map_err(|e| e.to_string())?;
+    if outcome.samples_appended != expected {
+        return Err(format!(
+            "tsdb stored {} of {expected} samples: {outcome:?}",
+            outcome.samples_appended
+        ));
+    }
+    segment.tsdb = Some(TsdbCopy {
+        tsdb,
+        _directory: directory,
+    });
+    Ok(())
+}
+
+fn queryable(segment: &Segment) -> &dyn Queryable {
+    match &segment.tsdb {
+        Some(copy) => copy.tsdb.as_ref(),
+        None => &segment.store,
+    }
+}
+
 fn run_case(engine: &Engine, segment: &Segment, case: &EvalCase) -> Result<(), String> {
+    let store = queryable(segment);
     if let Some(error) = &case.file_error {
         return Err(format!("file error: {error}"));
     }
     let (result, query_start, query_end, query_step) = match case.range {
         Some((start, end, step)) => (
-            engine.range_query(&segment.store, &case.expr, start, end, step, QueryOptions::default()),
+            engine.range_query(store, &case.expr, start, end, step, QueryOptions::default()),
             start,
             end,
             step,
@@ -915,7 +987,7 @@ fn run_case(engine: &Engine, segment: &Segment, case: &EvalCase) -> Result<(), S
         None => {
             let at = case.range_vector.map(|(_, to, _)| to).unwrap_or(case.at);
             (
-                engine.instant_query(&segment.store, &case.expr, at, QueryOptions::default()),
+                engine.instant_query(store, &case.expr, at, QueryOptions::default()),
                 at,
                 at,
                 0,
@@ -982,7 +1054,7 @@ fn run_case(engine: &Engine, segment: &Segment, case: &EvalCase) -> Result<(), S
     {
         let t = case.at;
         let range_result = engine
-            .range_query(&segment.store, &case.expr, t - 60_000, t + 60_000, 60_000, QueryOptions::default())
+            .range_query(store, &case.expr, t - 60_000, t + 60_000, 60_000, QueryOptions::default())
             .map_err(|error| format!("range-mode check failed: {error}"))?;
         if case.ordered {
             return Ok(());
@@ -1118,6 +1190,7 @@ fn run_file(engine: &Engine, path: &Path) -> Result<FileReport, String> {
                     report.skipped += 1;
                     continue;
                 }
+                ensure_tsdb(&mut segment)?;
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     run_case(engine, &segment, &case)
                 }))
