@@ -31,6 +31,9 @@ use crate::storage::{Queryable, StorageError};
 
 pub use value::{InstantSample, RangeSeries, Value};
 
+/// Most steps a range query may have, as in Prometheus.
+pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
+
 /// Engine-wide settings.
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
@@ -136,6 +139,12 @@ impl Engine {
                 "end timestamp must not be before start time".into(),
             ));
         }
+        // Prometheus's cap, which also bounds the memory of one query.
+        if (end_ms - start_ms) / step_ms > MAX_POINTS_PER_SERIES {
+            return Err(QueryError::Execution(
+                "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
+            ));
+        }
         self.run(queryable, expr, start_ms, end_ms, step_ms, options, true)
     }
 
@@ -152,11 +161,10 @@ impl Engine {
     ) -> Result<QueryResult, QueryError> {
         let deadline = Instant::now() + self.options.timeout;
         let prepared = durations::prepare(expr_text, step_ms, end_ms - start_ms)?;
-        let expr = promql_parser::parser::parse(&prepared.text).map_err(|message| {
-            QueryError::Parse {
+        let expr =
+            promql_parser::parser::parse(&prepared.text).map_err(|message| QueryError::Parse {
                 message: format!("parse error: {message}"),
-            }
-        })?;
+            })?;
         let querier = queryable.querier()?;
         let settings = eval::Settings {
             start: start_ms,

@@ -66,7 +66,12 @@ impl Queryable for MemoryStore {
 }
 
 impl Querier for MemoryQuerier<'_> {
-    fn select(&self, mint: i64, maxt: i64, matchers: &[Matcher]) -> Result<Vec<Series>, StorageError> {
+    fn select(
+        &self,
+        mint: i64,
+        maxt: i64,
+        matchers: &[Matcher],
+    ) -> Result<Vec<Series>, StorageError> {
         let mut out = Vec::new();
         for (labels, samples) in &self.store.series {
             if !matches_all(matchers, labels) {
@@ -85,7 +90,12 @@ impl Querier for MemoryQuerier<'_> {
         Ok(out)
     }
 
-    fn series(&self, mint: i64, maxt: i64, matchers: &[Matcher]) -> Result<Vec<Labels>, StorageError> {
+    fn series(
+        &self,
+        mint: i64,
+        maxt: i64,
+        matchers: &[Matcher],
+    ) -> Result<Vec<Labels>, StorageError> {
         Ok(self
             .select(mint, maxt, matchers)?
             .into_iter()
@@ -97,7 +107,13 @@ impl Querier for MemoryQuerier<'_> {
         Ok(Vec::new())
     }
 
-    fn label_values(&self, _: &str, _: i64, _: i64, _: &[Matcher]) -> Result<Vec<String>, StorageError> {
+    fn label_values(
+        &self,
+        _: &str,
+        _: i64,
+        _: i64,
+        _: &[Matcher],
+    ) -> Result<Vec<String>, StorageError> {
         Ok(Vec::new())
     }
 }
@@ -169,12 +185,16 @@ fn parse_number(text: &str, allow_hex: bool) -> Option<f64> {
         if !allow_hex {
             return None;
         }
-        return i64::from_str_radix(&cleaned[2..], 16).ok().map(|v| sign * v as f64);
+        return i64::from_str_radix(&cleaned[2..], 16)
+            .ok()
+            .map(|v| sign * v as f64);
     }
-    if cleaned.len() > 1 && cleaned.starts_with('0') && cleaned.bytes().all(|b| b.is_ascii_digit()) {
-        if let Ok(value) = i64::from_str_radix(&cleaned[1..], 8) {
-            return Some(sign * value as f64);
-        }
+    if cleaned.len() > 1
+        && cleaned.starts_with('0')
+        && cleaned.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(value) = i64::from_str_radix(&cleaned[1..], 8)
+    {
+        return Some(sign * value as f64);
     }
     if !cleaned
         .bytes()
@@ -266,7 +286,10 @@ fn parse_metric(text: &str) -> Option<(Labels, String)> {
         index += 1;
     }
     if index > 0 {
-        labels.push(Label::new("__name__", chars[..index].iter().collect::<String>()));
+        labels.push(Label::new(
+            "__name__",
+            chars[..index].iter().collect::<String>(),
+        ));
     }
     if index < chars.len() && chars[index] == '{' {
         index += 1;
@@ -424,7 +447,11 @@ fn parse_values(text: &str) -> Option<Vec<Point>> {
                 Some(position) => {
                     let start = parse_number(&head[..position], false)?;
                     let step = parse_number(&head[position + 1..], false)?;
-                    let step = if head_bytes[position] == b'-' { -step } else { step };
+                    let step = if head_bytes[position] == b'-' {
+                        -step
+                    } else {
+                        step
+                    };
                     let mut value = start;
                     for _ in 0..=count {
                         points.push(Point::Float(value));
@@ -483,7 +510,7 @@ enum Command {
         with_nhcb: bool,
     },
     Clear,
-    Eval(EvalCase),
+    Eval(Box<EvalCase>),
 }
 
 fn parse_file(text: &str) -> Result<Vec<Command>, String> {
@@ -647,7 +674,9 @@ fn parse_file(text: &str) -> Result<Vec<Command>, String> {
                         case.expect_fail = true;
                         case.fail_matcher = matcher;
                     }
-                    _ => case.annotations.push(AnnotationExpectation { kind, matcher }),
+                    _ => case
+                        .annotations
+                        .push(AnnotationExpectation { kind, matcher }),
                 }
                 continue;
             }
@@ -671,7 +700,7 @@ fn parse_file(text: &str) -> Result<Vec<Command>, String> {
                 None => case.file_error = Some(format!("bad series line {body_line:?}")),
             }
         }
-        commands.push(Command::Eval(case));
+        commands.push(Command::Eval(Box::new(case)));
         index = body_index;
     }
     Ok(commands)
@@ -727,9 +756,7 @@ fn load(segment: &mut Segment, step: i64, lines: &[String], with_nhcb: bool) -> 
                 Point::Missing => {}
             }
         }
-        if with_nhcb
-            && let Some(name) = labels.metric_name()
-        {
+        if with_nhcb && let Some(name) = labels.metric_name() {
             for suffix in ["_bucket", "_count", "_sum"] {
                 if let Some(base) = name.strip_suffix(suffix) {
                     let derived = labels.without("le").with("__name__", base);
@@ -898,7 +925,10 @@ fn check_annotations(case: &EvalCase, result: &QueryResult) -> Result<(), String
             return Err(format!("expected {kind} annotation, got none"));
         }
         for expectation in &expectations {
-            if !annotations.iter().any(|a| text_matches(&expectation.matcher, a)) {
+            if !annotations
+                .iter()
+                .any(|a| text_matches(&expectation.matcher, a))
+            {
                 return Err(format!(
                     "no {kind} annotation matches {:?}; got {annotations:?}",
                     expectation.matcher
@@ -906,7 +936,10 @@ fn check_annotations(case: &EvalCase, result: &QueryResult) -> Result<(), String
             }
         }
         for annotation in annotations.iter() {
-            if !expectations.iter().any(|e| text_matches(&e.matcher, annotation)) {
+            if !expectations
+                .iter()
+                .any(|e| text_matches(&e.matcher, annotation))
+            {
                 return Err(format!("unexpected {kind} annotation {annotation:?}"));
             }
         }
@@ -999,10 +1032,15 @@ fn run_case(engine: &Engine, segment: &Segment, case: &EvalCase) -> Result<(), S
             if case.expect_fail {
                 let text = error_text(&error);
                 let stripped = text.strip_prefix("parse error: ").unwrap_or(&text);
-                if text_matches(&case.fail_matcher, &text) || text_matches(&case.fail_matcher, stripped) {
+                if text_matches(&case.fail_matcher, &text)
+                    || text_matches(&case.fail_matcher, stripped)
+                {
                     return Ok(());
                 }
-                return Err(format!("error text {text:?} does not match {:?}", case.fail_matcher));
+                return Err(format!(
+                    "error text {text:?} does not match {:?}",
+                    case.fail_matcher
+                ));
             }
             return Err(format!("query failed: {error}"));
         }
@@ -1054,7 +1092,14 @@ fn run_case(engine: &Engine, segment: &Segment, case: &EvalCase) -> Result<(), S
     {
         let t = case.at;
         let range_result = engine
-            .range_query(store, &case.expr, t - 60_000, t + 60_000, 60_000, QueryOptions::default())
+            .range_query(
+                store,
+                &case.expr,
+                t - 60_000,
+                t + 60_000,
+                60_000,
+                QueryOptions::default(),
+            )
             .map_err(|error| format!("range-mode check failed: {error}"))?;
         if case.ordered {
             return Ok(());
@@ -1096,17 +1141,15 @@ fn query_reaches(expr: &str, set: &BTreeSet<Labels>) -> bool {
     }
     let Ok(parsed) = promql_parser::parser::parse(expr) else {
         // Unparseable here (e.g. duration expressions): judge by metric names.
-        return set.iter().any(|labels| {
-            labels
-                .metric_name()
-                .is_some_and(|name| expr.contains(name))
-        });
+        return set
+            .iter()
+            .any(|labels| labels.metric_name().is_some_and(|name| expr.contains(name)));
     };
     let mut selectors = Vec::new();
     collect_selectors(&parsed, &mut selectors);
-    selectors.iter().any(|selector| {
-        set.iter().any(|labels| selector_matches(selector, labels))
-    })
+    selectors
+        .iter()
+        .any(|selector| set.iter().any(|labels| selector_matches(selector, labels)))
 }
 
 fn collect_selectors(
@@ -1145,11 +1188,12 @@ fn selector_matches(selector: &promql_parser::parser::VectorSelector, labels: &L
     {
         return false;
     }
-    let groups: Vec<&Vec<promql_parser::label::Matcher>> = if selector.matchers.or_matchers.is_empty() {
-        vec![&selector.matchers.matchers]
-    } else {
-        selector.matchers.or_matchers.iter().collect()
-    };
+    let groups: Vec<&Vec<promql_parser::label::Matcher>> =
+        if selector.matchers.or_matchers.is_empty() {
+            vec![&selector.matchers.matchers]
+        } else {
+            selector.matchers.or_matchers.iter().collect()
+        };
     groups.iter().any(|group| {
         group
             .iter()
@@ -1199,7 +1243,9 @@ fn run_file(engine: &Engine, path: &Path) -> Result<FileReport, String> {
                     Ok(()) => report.passed += 1,
                     Err(reason) => {
                         report.failed += 1;
-                        report.failures.push((case.line, format!("{} — {reason}", case.expr)));
+                        report
+                            .failures
+                            .push((case.line, format!("{} — {reason}", case.expr)));
                     }
                 }
             }
@@ -1232,15 +1278,28 @@ fn expected_failures() -> BTreeSet<String> {
 }
 
 const STABLE_FILES: [&str; 12] = [
-    "aggregators", "at_modifier", "collision", "functions", "histograms", "literals", "operators",
-    "range_queries", "selectors", "staleness", "subquery", "trig_functions",
+    "aggregators",
+    "at_modifier",
+    "collision",
+    "functions",
+    "histograms",
+    "literals",
+    "operators",
+    "range_queries",
+    "selectors",
+    "staleness",
+    "subquery",
+    "trig_functions",
 ];
 
 #[test]
 fn promql_conformance() {
     let folder = testdata_folder();
     let Ok(entries) = std::fs::read_dir(&folder) else {
-        println!("PromQL test data not found at {}; skipping", folder.display());
+        println!(
+            "PromQL test data not found at {}; skipping",
+            folder.display()
+        );
         return;
     };
     let mut files: Vec<PathBuf> = entries
@@ -1257,16 +1316,27 @@ fn promql_conformance() {
     let mut current_failures: Vec<String> = Vec::new();
     let (mut stable_passed, mut stable_total) = (0, 0);
     let (mut newer_passed, mut newer_total) = (0, 0);
-    println!("{:<28} {:>6} {:>6} {:>7} {:>7}", "file", "passed", "failed", "skipped", "rate");
+    println!(
+        "{:<28} {:>6} {:>6} {:>7} {:>7}",
+        "file", "passed", "failed", "skipped", "rate"
+    );
     for path in &files {
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("").to_string();
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("")
+            .to_string();
         let file_name = format!("{stem}.test");
         let report = match run_file(&engine, path) {
             Ok(report) => report,
             Err(error) => panic!("{file_name}: {error}"),
         };
         let total = report.passed + report.failed;
-        let rate = if total == 0 { 100.0 } else { report.passed as f64 * 100.0 / total as f64 };
+        let rate = if total == 0 {
+            100.0
+        } else {
+            report.passed as f64 * 100.0 / total as f64
+        };
         println!(
             "{:<28} {:>6} {:>6} {:>7} {:>6.1}%",
             file_name, report.passed, report.failed, report.skipped, rate
@@ -1298,7 +1368,10 @@ fn promql_conformance() {
     if let Ok(path) = std::env::var("GUARDIA_PROMQL_WRITE_FAILURES") {
         let _ = std::fs::write(path, current_failures.join("\n") + "\n");
     }
-    let now_passing: Vec<&String> = expected.iter().filter(|key| !seen_failures.contains(*key)).collect();
+    let now_passing: Vec<&String> = expected
+        .iter()
+        .filter(|key| !seen_failures.contains(*key))
+        .collect();
     assert!(
         unexpected.is_empty(),
         "{} unexpected failures:\n{}",
@@ -1308,6 +1381,10 @@ fn promql_conformance() {
     assert!(
         now_passing.is_empty(),
         "cases listed in tests/promql_expected_failures.txt now pass; remove them:\n{}",
-        now_passing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+        now_passing
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }

@@ -24,9 +24,7 @@ impl Grouping<'_> {
             Labels::new(
                 labels
                     .iter()
-                    .filter(|label| {
-                        !is_name_like(&label.name) && !self.names.contains(&label.name)
-                    })
+                    .filter(|label| !is_name_like(&label.name) && !self.names.contains(&label.name))
                     .cloned()
                     .collect(),
             )
@@ -113,20 +111,17 @@ pub(crate) fn eval(
                         let descending = operator == "topk";
                         let mut members = members;
                         // Stable sort: equal values keep input order. NaN goes last.
-                        members.sort_by(|a, b| {
-                            let order = match (a.v.is_nan(), b.v.is_nan()) {
-                                (true, true) => std::cmp::Ordering::Equal,
-                                (true, false) => std::cmp::Ordering::Greater,
-                                (false, true) => std::cmp::Ordering::Less,
-                                (false, false) => {
-                                    if descending {
-                                        b.v.partial_cmp(&a.v).unwrap_or(std::cmp::Ordering::Equal)
-                                    } else {
-                                        a.v.partial_cmp(&b.v).unwrap_or(std::cmp::Ordering::Equal)
-                                    }
+                        members.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
+                            (true, true) => std::cmp::Ordering::Equal,
+                            (true, false) => std::cmp::Ordering::Greater,
+                            (false, true) => std::cmp::Ordering::Less,
+                            (false, false) => {
+                                if descending {
+                                    b.v.partial_cmp(&a.v).unwrap_or(std::cmp::Ordering::Equal)
+                                } else {
+                                    a.v.partial_cmp(&b.v).unwrap_or(std::cmp::Ordering::Equal)
                                 }
-                            };
-                            order
+                            }
                         });
                         out.extend(members.into_iter().take(k));
                     }

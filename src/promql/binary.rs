@@ -131,10 +131,11 @@ pub(crate) fn eval(
         (StepValue::Vector(left), StepValue::Vector(right)) => {
             let matching = Matching::from_expr(expr);
             if operator.is_set() {
-                return Ok(StepValue::Vector(set_operation(operator, left, right, &matching)));
+                return Ok(StepValue::Vector(set_operation(
+                    operator, left, right, &matching,
+                )));
             }
-            vector_vector(operator, left, right, &matching, return_bool, ts)
-                .map(StepValue::Vector)
+            vector_vector(operator, left, right, &matching, return_bool, ts).map(StepValue::Vector)
         }
         (left, right) => Err(QueryError::Execution(format!(
             "binary operator not allowed between {} and {}",
@@ -255,7 +256,7 @@ impl Matching {
             Labels::new(
                 labels
                     .iter()
-                    .filter(|label| self.names.iter().any(|name| *name == label.name))
+                    .filter(|label| self.names.contains(&label.name))
                     .cloned()
                     .collect(),
             )
@@ -264,8 +265,7 @@ impl Matching {
                 labels
                     .iter()
                     .filter(|label| {
-                        label.name != crate::model::METRIC_NAME
-                            && !self.names.iter().any(|name| *name == label.name)
+                        label.name != crate::model::METRIC_NAME && !self.names.contains(&label.name)
                     })
                     .cloned()
                     .collect(),
@@ -340,7 +340,11 @@ fn vector_vector(
 ) -> Result<Vec<Element>, QueryError> {
     // The "one" side is always kept on the right; group_right swaps.
     let swapped = matching.cardinality == Cardinality::OneToMany;
-    let (many, one) = if swapped { (right, left) } else { (left, right) };
+    let (many, one) = if swapped {
+        (right, left)
+    } else {
+        (left, right)
+    };
     // Prometheus applies the fill values after swapping sides for
     // group_right: `fill_left` always fills the "many" side.
     let fill_for_missing_one = matching.fill_right;
@@ -374,8 +378,11 @@ fn vector_vector(
             (None, Some(fill)) => fill,
             (None, None) => continue,
         };
-        if matching.cardinality == Cardinality::OneToOne && one_element.is_some() {
-            if !matched_groups.insert(group.clone()) {
+        if matching.cardinality == Cardinality::OneToOne
+            && one_element.is_some()
+            && !matched_groups.insert(group.clone())
+        {
+            {
                 return Err(QueryError::Execution(
                     "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
                 ));
@@ -392,7 +399,11 @@ fn vector_vector(
         } else if !keep {
             continue;
         }
-        let labels = result_labels(&many_element.labels, one_element.map(|e| &e.labels), matching);
+        let labels = result_labels(
+            &many_element.labels,
+            one_element.map(|e| &e.labels),
+            matching,
+        );
         if matching.cardinality != Cardinality::OneToOne {
             let inserted = inserted_by_group.entry(group.clone()).or_default();
             if !inserted.insert(labels.clone()) {
@@ -455,12 +466,12 @@ fn result_labels(many: &Labels, one: Option<&Labels>, matching: &Matching) -> La
     let mut labels: Vec<Label> = if matching.cardinality == Cardinality::OneToOne {
         if matching.on {
             many.iter()
-                .filter(|label| matching.names.iter().any(|name| *name == label.name))
+                .filter(|label| matching.names.contains(&label.name))
                 .cloned()
                 .collect()
         } else {
             many.iter()
-                .filter(|label| !matching.names.iter().any(|name| *name == label.name))
+                .filter(|label| !matching.names.contains(&label.name))
                 .cloned()
                 .collect()
         }

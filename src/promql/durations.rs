@@ -22,7 +22,11 @@ pub(crate) struct PreparedQuery {
     pub text: String,
 }
 
-pub(crate) fn prepare(text: &str, step_ms: i64, range_ms: i64) -> Result<PreparedQuery, QueryError> {
+pub(crate) fn prepare(
+    text: &str,
+    step_ms: i64,
+    range_ms: i64,
+) -> Result<PreparedQuery, QueryError> {
     let context = Context { step_ms, range_ms };
     let with_durations = rewrite_durations(text, &context)?;
     let with_modifiers = rewrite_modifiers(&with_durations);
@@ -92,7 +96,10 @@ fn is_plain_duration(text: &str) -> bool {
         while index < bytes.len() && bytes[index].is_ascii_alphabetic() {
             index += 1;
         }
-        if !matches!(&text[unit_start..index], "ms" | "s" | "m" | "h" | "d" | "w" | "y") {
+        if !matches!(
+            &text[unit_start..index],
+            "ms" | "s" | "m" | "h" | "d" | "w" | "y"
+        ) {
             return false;
         }
     }
@@ -136,7 +143,9 @@ fn rewrite_durations(text: &str, context: &Context) -> Result<String, QueryError
             && (index == 0 || !is_identifier_byte(bytes[index - 1]))
             && bytes.len() - index >= 6
             && bytes[index..index + 6].eq_ignore_ascii_case(b"offset")
-            && bytes.get(index + 6).is_none_or(|next| !is_identifier_byte(*next))
+            && bytes
+                .get(index + 6)
+                .is_none_or(|next| !is_identifier_byte(*next))
         {
             let after = index + 6;
             let mut cursor = after;
@@ -144,7 +153,12 @@ fn rewrite_durations(text: &str, context: &Context) -> Result<String, QueryError
                 cursor += 1;
             }
             // `offset` used as a label name or metric name is left alone.
-            if cursor >= bytes.len() || matches!(bytes[cursor], b'=' | b'!' | b'~' | b',' | b'}' | b'{' | b'"' | b')') {
+            if cursor >= bytes.len()
+                || matches!(
+                    bytes[cursor],
+                    b'=' | b'!' | b'~' | b',' | b'}' | b'{' | b'"' | b')'
+                )
+            {
                 out.push_str(&text[index..after]);
                 index = after;
                 continue;
@@ -227,7 +241,11 @@ fn split_top_level_colon(inner: &str) -> Option<(&str, &str)> {
     None
 }
 
-fn rewrite_one_duration(text: &str, context: &Context, must_be_positive: bool) -> Result<String, QueryError> {
+fn rewrite_one_duration(
+    text: &str,
+    context: &Context,
+    must_be_positive: bool,
+) -> Result<String, QueryError> {
     if is_plain_duration(text) {
         return Ok(text.to_string());
     }
@@ -269,7 +287,9 @@ fn tokenize(text: &str) -> Result<Vec<Token>, QueryError> {
             // Exponent.
             if index < bytes.len()
                 && matches!(bytes[index], b'e' | b'E')
-                && bytes.get(index + 1).is_some_and(|b| b.is_ascii_digit() || *b == b'+' || *b == b'-')
+                && bytes
+                    .get(index + 1)
+                    .is_some_and(|b| b.is_ascii_digit() || *b == b'+' || *b == b'-')
             {
                 index += 2;
                 while index < bytes.len() && bytes[index].is_ascii_digit() {
@@ -296,13 +316,18 @@ fn tokenize(text: &str) -> Result<Vec<Token>, QueryError> {
         }
         if byte.is_ascii_alphabetic() || byte == b'_' {
             let start = index;
-            while index < bytes.len() && (bytes[index].is_ascii_alphanumeric() || bytes[index] == b'_') {
+            while index < bytes.len()
+                && (bytes[index].is_ascii_alphanumeric() || bytes[index] == b'_')
+            {
                 index += 1;
             }
             tokens.push(Token::Identifier(text[start..index].to_ascii_lowercase()));
             continue;
         }
-        if matches!(byte, b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'(' | b')' | b',') {
+        if matches!(
+            byte,
+            b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'(' | b')' | b','
+        ) {
             tokens.push(Token::Operator(byte as char));
             index += 1;
             continue;
@@ -364,7 +389,9 @@ impl Parser<'_> {
     fn expect_operator(&mut self, operator: char) -> Result<(), QueryError> {
         match self.next() {
             Some(Token::Operator(found)) if found == operator => Ok(()),
-            _ => Err(parse_error(format!("expected {operator:?} in duration expression"))),
+            _ => Err(parse_error(format!(
+                "expected {operator:?} in duration expression"
+            ))),
         }
     }
 
@@ -374,7 +401,11 @@ impl Parser<'_> {
         while let Some(Token::Operator(operator @ ('+' | '-'))) = self.peek().cloned() {
             self.position += 1;
             let right = self.multiplicative()?;
-            value = if operator == '+' { value + right } else { value - right };
+            value = if operator == '+' {
+                value + right
+            } else {
+                value - right
+            };
         }
         Ok(value)
     }
@@ -500,7 +531,7 @@ fn rewrite_info_selectors(text: &str) -> String {
             index = skip_string(bytes, index);
             continue;
         }
-        if text[index..].starts_with("info")
+        if bytes[index..].starts_with(b"info")
             && (index == 0 || !is_identifier_byte(bytes[index - 1]))
         {
             let mut cursor = index + 4;
@@ -584,7 +615,8 @@ fn find_modifier_keyword(text: &str) -> Option<(usize, usize, &'static str)> {
                     // A keyword follows a selector (or its modifiers), never
                     // an operator or an opening bracket.
                     let before = text[..start].trim_end();
-                    if before.ends_with(|c: char| c == ']' || c == '}' || is_identifier_byte(c as u8))
+                    if before
+                        .ends_with(|c: char| c == ']' || c == '}' || is_identifier_byte(c as u8))
                         && !before.ends_with("by")
                     {
                         return Some((start, index, keyword));
@@ -600,7 +632,12 @@ fn find_modifier_keyword(text: &str) -> Option<(usize, usize, &'static str)> {
 
 /// Moves the keyword at `[keyword_start, keyword_end)` into a matcher on the
 /// selector before it.
-fn attach_modifier(text: &str, keyword_start: usize, keyword_end: usize, keyword: &str) -> Option<String> {
+fn attach_modifier(
+    text: &str,
+    keyword_start: usize,
+    keyword_end: usize,
+    keyword: &str,
+) -> Option<String> {
     let bytes = text.as_bytes();
     // Skip back over `offset X` and `@ X` modifiers.
     let mut end = keyword_start;
@@ -688,9 +725,26 @@ pub(crate) fn selector_modifier(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn prepare_never_panics(text in ".{0,80}") {
+            let _ = prepare(&text, 15_000, 3_600_000);
+        }
+
+        #[test]
+        fn prepare_never_panics_on_query_like_text(
+            text in "[a-z_(){}\\[\\]:,=~\"'` 0-9.+*/%^@-]{0,60}(offset|anchored|smoothed|info|step\\(\\))?[a-z(){}\\[\\] 0-9+-]{0,20}"
+        ) {
+            let _ = prepare(&text, 0, 0);
+        }
+    }
 
     fn rewritten(text: &str, step_ms: i64) -> String {
-        prepare(text, step_ms, 10_000).map(|p| p.text).unwrap_or_else(|e| format!("ERR {e}"))
+        prepare(text, step_ms, 10_000)
+            .map(|p| p.text)
+            .unwrap_or_else(|e| format!("ERR {e}"))
     }
 
     #[test]
@@ -702,7 +756,10 @@ mod tests {
         assert_eq!(rewritten("x offset (-2 ^ 2)", 0), "x offset -4000ms");
         assert_eq!(rewritten("x offset -2 * 2", 0), "x offset -2000ms * 2");
         assert_eq!(rewritten("x offset -step()*2", 5000), "x offset -5000ms*2");
-        assert_eq!(rewritten("x offset min_of(step(), 1s)+8000", 5000), "x offset 1000ms+8000");
+        assert_eq!(
+            rewritten("x offset min_of(step(), 1s)+8000", 5000),
+            "x offset 1000ms+8000"
+        );
         assert_eq!(rewritten("x{a=\"[1+1]\"}", 0), "x{a=\"[1+1]\"}");
     }
 

@@ -12,7 +12,7 @@ use promql_parser::parser::{AtModifier, Expr, Offset, SubqueryExpr, VectorSelect
 use super::durations::{MODIFIER_LABEL, PreparedQuery, selector_modifier};
 use super::value::{Element, InstantSample, RangeSeries, StepValue, Value, Window, WindowSeries};
 use super::{QueryError, aggregate, binary, functions};
-use crate::model::{Labels, MatchOp, Matcher, METRIC_NAME, Sample, is_stale_nan};
+use crate::model::{Labels, METRIC_NAME, MatchOp, Matcher, Sample, is_stale_nan};
 use crate::storage::{Querier, Series};
 
 /// Query-wide parameters of one evaluation.
@@ -363,7 +363,9 @@ impl<'a> Evaluator<'a> {
         let window_start = window_end - range;
         let mut out = Vec::new();
         for one in series.iter() {
-            let first = one.samples.partition_point(|sample| sample.t <= window_start);
+            let first = one
+                .samples
+                .partition_point(|sample| sample.t <= window_start);
             let last = one.samples.partition_point(|sample| sample.t <= window_end);
             if first >= last {
                 continue;
@@ -498,7 +500,10 @@ impl<'a> Evaluator<'a> {
                     v: element.v,
                 });
             }
-            inner_t += step;
+            inner_t = match inner_t.checked_add(step) {
+                Some(next) => next,
+                None => break,
+            };
         }
         Ok(Window {
             series,
@@ -684,7 +689,10 @@ impl<'a> Evaluator<'a> {
                 };
                 series[index].samples.push(Sample { t: ts, v });
             }
-            ts += self.settings.step;
+            ts = match ts.checked_add(self.settings.step) {
+                Some(next) => next,
+                None => break,
+            };
         }
         let _ = produced;
         series.sort_by(|a, b| a.labels.cmp(&b.labels));

@@ -64,7 +64,7 @@ fn unwrap_parens(expr: &Expr) -> &Expr {
     }
 }
 
-fn argument<'e>(call: &'e Call, index: usize) -> Result<&'e Expr, QueryError> {
+fn argument(call: &Call, index: usize) -> Result<&Expr, QueryError> {
     call.args
         .args
         .get(index)
@@ -179,10 +179,14 @@ pub(crate) fn call(
         "label_replace" | "label_join" | "sort" | "sort_desc" | "sort_by_label"
         | "sort_by_label_desc" | "absent" => labels::call(evaluator, call, ts),
         "info" => info::call(evaluator, call, ts),
-        "histogram_quantile" | "histogram_fraction" | "histogram_quantiles" | "histogram_count"
-        | "histogram_sum" | "histogram_avg" | "histogram_stddev" | "histogram_stdvar" => {
-            histogram::call(evaluator, call, ts)
-        }
+        "histogram_quantile"
+        | "histogram_fraction"
+        | "histogram_quantiles"
+        | "histogram_count"
+        | "histogram_sum"
+        | "histogram_avg"
+        | "histogram_stddev"
+        | "histogram_stdvar" => histogram::call(evaluator, call, ts),
         "rate" | "increase" | "delta" | "irate" | "idelta" => rate::call(evaluator, call, ts),
         _ => over_time::call(evaluator, call, ts),
     }

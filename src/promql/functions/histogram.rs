@@ -118,7 +118,10 @@ fn bucket_quantile(q: f64, mut buckets: Vec<Bucket>) -> (f64, bool) {
         return (f64::NAN, false);
     }
     sort_and_coalesce(&mut buckets);
-    if buckets.last().is_none_or(|last| last.upper_bound != f64::INFINITY) {
+    if buckets
+        .last()
+        .is_none_or(|last| last.upper_bound != f64::INFINITY)
+    {
         return (f64::NAN, false);
     }
     // Tiny float errors are not reported as a monotonicity problem.
@@ -168,7 +171,10 @@ fn bucket_quantile(q: f64, mut buckets: Vec<Bucket>) -> (f64, bool) {
         count -= buckets[index - 1].count;
         rank -= buckets[index - 1].count;
     }
-    (bucket_start + (bucket_end - bucket_start) * (rank / count), forced)
+    (
+        bucket_start + (bucket_end - bucket_start) * (rank / count),
+        forced,
+    )
 }
 
 /// Fraction of observations between `lower` and `upper`, interpolating
@@ -178,7 +184,10 @@ fn bucket_fraction(lower: f64, upper: f64, mut buckets: Vec<Bucket>) -> f64 {
         return f64::NAN;
     }
     sort_and_coalesce(&mut buckets);
-    if buckets.last().is_none_or(|last| last.upper_bound != f64::INFINITY) {
+    if buckets
+        .last()
+        .is_none_or(|last| last.upper_bound != f64::INFINITY)
+    {
         return f64::NAN;
     }
     let total = buckets[buckets.len() - 1].count;
@@ -198,7 +207,11 @@ fn bucket_fraction(lower: f64, upper: f64, mut buckets: Vec<Bucket>) -> f64 {
                 }
                 // The lowest bucket starts at 0 when its bound is positive.
                 let lower_bound = if index == 0 {
-                    if bucket.upper_bound > 0.0 { 0.0 } else { f64::NEG_INFINITY }
+                    if bucket.upper_bound > 0.0 {
+                        0.0
+                    } else {
+                        f64::NEG_INFINITY
+                    }
                 } else {
                     previous_bound
                 };
@@ -221,8 +234,16 @@ fn bucket_fraction(lower: f64, upper: f64, mut buckets: Vec<Bucket>) -> f64 {
         }
         total
     };
-    let lower_rank = if lower == f64::NEG_INFINITY { 0.0 } else { rank_at(lower) };
-    let upper_rank = if upper == f64::INFINITY { total } else { rank_at(upper) };
+    let lower_rank = if lower == f64::NEG_INFINITY {
+        0.0
+    } else {
+        rank_at(lower)
+    };
+    let upper_rank = if upper == f64::INFINITY {
+        total
+    } else {
+        rank_at(upper)
+    };
     (upper_rank - lower_rank) / total
 }
 

@@ -32,12 +32,12 @@ fn reference_time(evaluator: &Evaluator<'_>, expr: &Expr, time: i64) -> i64 {
             None => None,
             Some(AtModifier::Start) => Some(evaluator.settings.start),
             Some(AtModifier::End) => Some(evaluator.settings.end),
-            Some(AtModifier::At(system_time)) => Some(
-                match system_time.duration_since(std::time::UNIX_EPOCH) {
+            Some(AtModifier::At(system_time)) => {
+                Some(match system_time.duration_since(std::time::UNIX_EPOCH) {
                     Ok(after) => after.as_millis() as i64,
                     Err(before) => -(before.duration().as_millis() as i64),
-                },
-            ),
+                })
+            }
         }
     };
     match expr {
@@ -141,16 +141,20 @@ pub(super) fn call(
     let mut out = Vec::with_capacity(base.len());
     for element in base {
         let base_name = element.labels.metric_name().unwrap_or("");
-        if has_positive_name && name_matchers.iter().all(|matcher| matcher.matches(base_name)) {
+        if has_positive_name
+            && name_matchers
+                .iter()
+                .all(|matcher| matcher.matches(base_name))
+        {
             out.push(element);
             continue;
         }
         // Per info metric name, the series with the newest sample wins.
         let mut chosen: Vec<(&Labels, i64)> = Vec::new();
         for (labels, t) in &live {
-            let joins = IDENTIFYING_LABELS
-                .iter()
-                .all(|name| labels.get(name).unwrap_or("") == element.labels.get(name).unwrap_or(""));
+            let joins = IDENTIFYING_LABELS.iter().all(|name| {
+                labels.get(name).unwrap_or("") == element.labels.get(name).unwrap_or("")
+            });
             if !joins {
                 continue;
             }

@@ -4,7 +4,7 @@
 
 use promql_parser::parser::Call;
 
-use super::{argument, Evaluator, QueryError, StepValue};
+use super::{Evaluator, QueryError, StepValue, argument};
 use crate::promql::value::Element;
 
 /// Go's `strconv.FormatFloat(v, 'f', -1, 64)`, with Prometheus's spelling of
@@ -55,7 +55,10 @@ pub(super) fn call(
                     evaluator.eval_scalar(argument(call, 1)?, ts)?,
                     evaluator.eval_scalar(argument(call, 2)?, ts)?,
                 ),
-                "clamp_min" => (evaluator.eval_scalar(argument(call, 1)?, ts)?, f64::INFINITY),
+                "clamp_min" => (
+                    evaluator.eval_scalar(argument(call, 1)?, ts)?,
+                    f64::INFINITY,
+                ),
                 _ => (
                     f64::NEG_INFINITY,
                     evaluator.eval_scalar(argument(call, 1)?, ts)?,

@@ -58,8 +58,7 @@ fn double_exponential_smoothing(samples: &[Sample], smoothing: f64, trend: f64) 
     for (index, sample) in samples.iter().enumerate().skip(1) {
         let scaled = smoothing * sample.v;
         if index > 1 {
-            trend_value =
-                trend * (smoothed - previous_smoothed) + (1.0 - trend) * trend_value;
+            trend_value = trend * (smoothed - previous_smoothed) + (1.0 - trend) * trend_value;
         }
         let carried = (1.0 - smoothing) * (smoothed + trend_value);
         previous_smoothed = smoothed;
@@ -142,7 +141,11 @@ pub(super) fn call(
                 for value in &values {
                     (sum, compensation) = kahan_add(*value, sum, compensation);
                 }
-                Some(if sum.is_infinite() { sum } else { sum + compensation })
+                Some(if sum.is_infinite() {
+                    sum
+                } else {
+                    sum + compensation
+                })
             }
             "count_over_time" => Some(values.len() as f64),
             "min_over_time" => Some(values.iter().copied().fold(f64::NAN, |acc, v| {

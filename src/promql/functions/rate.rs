@@ -179,15 +179,25 @@ pub(super) fn call(
             value
         } else {
             match name {
-            "rate" => extrapolated_rate(&series.samples, window.window_end, window.range, true, true),
-            "increase" => {
-                extrapolated_rate(&series.samples, window.window_end, window.range, true, false)
-            }
-            "delta" => {
-                extrapolated_rate(&series.samples, window.window_end, window.range, false, false)
-            }
-            "irate" => instant_value(&series.samples, true),
-            _ => instant_value(&series.samples, false),
+                "rate" => {
+                    extrapolated_rate(&series.samples, window.window_end, window.range, true, true)
+                }
+                "increase" => extrapolated_rate(
+                    &series.samples,
+                    window.window_end,
+                    window.range,
+                    true,
+                    false,
+                ),
+                "delta" => extrapolated_rate(
+                    &series.samples,
+                    window.window_end,
+                    window.range,
+                    false,
+                    false,
+                ),
+                "irate" => instant_value(&series.samples, true),
+                _ => instant_value(&series.samples, false),
             }
         };
         if matches!(name, "rate" | "increase")
