@@ -1,0 +1,228 @@
+//! Counter and gauge rates: `rate`, `increase`, `delta` (extrapolated to the
+//! window edges as Prometheus does), `irate`, `idelta` (last two samples).
+
+use promql_parser::parser::Call;
+
+use super::{Evaluator, QueryError, StepValue, matrix_argument};
+use crate::model::{METRIC_NAME, Sample};
+use crate::promql::value::Element;
+
+/// Prometheus's extrapolated rate over the samples of one window
+/// `(window_end - range, window_end]`.
+pub(crate) fn extrapolated_rate(
+    samples: &[Sample],
+    window_end: i64,
+    range: i64,
+    is_counter: bool,
+    is_rate: bool,
+) -> Option<f64> {
+    if samples.len() < 2 {
+        return None;
+    }
+    let first = samples[0];
+    let last = samples[samples.len() - 1];
+    let mut result = last.v - first.v;
+    if is_counter {
+        for pair in samples.windows(2) {
+            if pair[1].v < pair[0].v {
+                result += pair[0].v;
+            }
+        }
+    }
+    let range_start = window_end - range;
+    let mut duration_to_start = (first.t - range_start) as f64 / 1000.0;
+    let mut duration_to_end = (window_end - last.t) as f64 / 1000.0;
+    let sampled_interval = (last.t - first.t) as f64 / 1000.0;
+    let average_between_samples = sampled_interval / (samples.len() - 1) as f64;
+    let threshold = average_between_samples * 1.1;
+    if duration_to_start >= threshold {
+        duration_to_start = average_between_samples / 2.0;
+    }
+    if is_counter && result > 0.0 && first.v >= 0.0 {
+        let duration_to_zero = sampled_interval * (first.v / result);
+        if duration_to_zero < duration_to_start {
+            duration_to_start = duration_to_zero;
+        }
+    }
+    if duration_to_end >= threshold {
+        duration_to_end = average_between_samples / 2.0;
+    }
+    let mut factor = (sampled_interval + duration_to_start + duration_to_end) / sampled_interval;
+    if is_rate {
+        factor /= range as f64 / 1000.0;
+    }
+    Some(result * factor)
+}
+
+fn interpolate(first: Sample, second: Sample, t: i64, is_counter: bool) -> f64 {
+    let mut start_value = first.v;
+    if is_counter && second.v < first.v {
+        // After a reset the counter is taken to have restarted from 0.
+        start_value = 0.0;
+    }
+    start_value + (second.v - start_value) * (t - first.t) as f64 / (second.t - first.t) as f64
+}
+
+/// `rate`/`increase`/`delta` over an anchored or smoothed window: the
+/// difference between the values at the window edges (the sample at or
+/// before the start; for `smoothed`, values interpolated at both edges),
+/// corrected for counter resets, without extrapolation.
+pub(crate) fn extended_rate(
+    samples: &[Sample],
+    window_end: i64,
+    range: i64,
+    smoothed: bool,
+    is_counter: bool,
+    is_rate: bool,
+) -> Option<f64> {
+    let window_start = window_end - range;
+    // Data only after the window says nothing about it.
+    if samples.first().is_none_or(|first| first.t > window_end) {
+        return None;
+    }
+    let mut last = samples.len() - 1;
+    let first = samples[..last]
+        .partition_point(|sample| sample.t <= window_start)
+        .saturating_sub(1);
+    if smoothed {
+        last = samples[..last].partition_point(|sample| sample.t < window_end);
+    }
+    if samples[last].t <= window_start {
+        return None;
+    }
+    let left = if smoothed && samples[first].t < window_start {
+        interpolate(samples[first], samples[first + 1], window_start, is_counter)
+    } else {
+        samples[first].v
+    };
+    let right = if smoothed && last > 0 && samples[last].t > window_end {
+        interpolate(samples[last - 1], samples[last], window_end, is_counter)
+    } else {
+        samples[last].v
+    };
+    let mut result = right - left;
+    if is_counter {
+        let mut inner_first = first;
+        if samples[inner_first].t <= window_start {
+            inner_first += 1;
+        }
+        let mut inner_last = last as i64;
+        if samples[last].t >= window_end {
+            inner_last -= 1;
+        }
+        let mut previous = left;
+        let mut correction = 0.0;
+        if inner_last >= inner_first as i64 {
+            for sample in &samples[inner_first..=inner_last as usize] {
+                if sample.v < previous {
+                    correction += previous;
+                }
+                previous = sample.v;
+            }
+        }
+        if right < previous {
+            correction += previous;
+        }
+        result += correction;
+    }
+    if is_rate {
+        result /= range as f64 / 1000.0;
+    }
+    Some(result)
+}
+
+/// `irate`/`idelta` from the last two samples.
+fn instant_value(samples: &[Sample], is_rate: bool) -> Option<f64> {
+    if samples.len() < 2 {
+        return None;
+    }
+    let previous = samples[samples.len() - 2];
+    let last = samples[samples.len() - 1];
+    let interval = last.t - previous.t;
+    if interval == 0 {
+        return None;
+    }
+    let mut value = if is_rate && last.v < previous.v {
+        last.v
+    } else {
+        last.v - previous.v
+    };
+    if is_rate {
+        value /= interval as f64 / 1000.0;
+    }
+    Some(value)
+}
+
+pub(super) fn call(
+    evaluator: &mut Evaluator<'_>,
+    call: &Call,
+    ts: i64,
+) -> Result<StepValue, QueryError> {
+    let name = call.func.name;
+    let modifier = super::range_modifier(call)?;
+    let window = matrix_argument(evaluator, call, 0, ts)?;
+    let mut out = Vec::with_capacity(window.series.len());
+    let mut not_counter_names: Vec<String> = Vec::new();
+    for series in window.series {
+        let value = match (name, modifier) {
+            ("rate" | "increase" | "delta", Some(modifier)) => extended_rate(
+                &series.samples,
+                window.window_end,
+                window.range,
+                modifier == "smoothed",
+                name != "delta",
+                name == "rate",
+            ),
+            _ => None,
+        };
+        let value = if modifier.is_some() {
+            value
+        } else {
+            match name {
+                "rate" => {
+                    extrapolated_rate(&series.samples, window.window_end, window.range, true, true)
+                }
+                "increase" => extrapolated_rate(
+                    &series.samples,
+                    window.window_end,
+                    window.range,
+                    true,
+                    false,
+                ),
+                "delta" => extrapolated_rate(
+                    &series.samples,
+                    window.window_end,
+                    window.range,
+                    false,
+                    false,
+                ),
+                "irate" => instant_value(&series.samples, true),
+                _ => instant_value(&series.samples, false),
+            }
+        };
+        if matches!(name, "rate" | "increase")
+            && let Some(metric) = series.labels.get(METRIC_NAME)
+            && !["_total", "_sum", "_count", "_bucket"]
+                .iter()
+                .any(|suffix| metric.ends_with(suffix))
+            && !not_counter_names.iter().any(|seen| seen == metric)
+        {
+            not_counter_names.push(metric.to_string());
+        }
+        if let Some(v) = value {
+            out.push(Element {
+                labels: series.labels,
+                t: ts,
+                v,
+                drop_name: true,
+            });
+        }
+    }
+    for metric in not_counter_names {
+        let position = evaluator.argument_position(name, 0);
+        evaluator.info(format!(
+            "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?} {position}"
+        ));
+    }
+    Ok(StepValue::Vector(out))
+}
