@@ -550,25 +550,30 @@ impl<'a> TextParser<'a> {
         }
     }
 
+    /// One pass over the input: a sample line is parsed where it lies and
+    /// its end is found on the way; only comment lines are searched for
+    /// their end (with SIMD memchr).
     fn parse_next_entry(
         &mut self,
         sample: &mut SampleBuf<'a>,
     ) -> Result<Option<Entry<'a>>, ParseErrorReason> {
         loop {
-            let Some(line) = self.next_line() else {
+            if self.position >= self.input.len() {
                 return match self.format {
                     Format::OpenMetrics => Err(ParseErrorReason::MissingEof),
                     Format::Prometheus => Ok(None),
                 };
-            };
-            let mut cursor = LineCursor { line, position: 0 };
+            }
+            self.line_number += 1;
+            let mut cursor = Cursor::new(self.input, self.position);
             cursor.skip_blanks();
-            match cursor.peek() {
-                None => continue,
+            let entry = match cursor.peek() {
+                None => None,
                 Some(b'#') => match self.parse_comment_line(&mut cursor)? {
-                    CommentLine::Comment => continue,
-                    CommentLine::Metadata(metadata) => return Ok(Some(Entry::Metadata(metadata))),
+                    CommentLine::Comment => None,
+                    CommentLine::Metadata(metadata) => Some(Entry::Metadata(metadata)),
                     CommentLine::OpenMetricsEof => {
+                        self.position = cursor.next_line_start();
                         self.refuse_content_after_eof()?;
                         return Ok(None);
                     }
@@ -576,41 +581,33 @@ impl<'a> TextParser<'a> {
                 Some(_) => {
                     self.parse_sample_line(&mut cursor, sample)?;
                     sample.line_number = self.line_number;
-                    return Ok(Some(Entry::Sample));
+                    Some(Entry::Sample)
                 }
+            };
+            self.position = cursor.next_line_start();
+            if entry.is_some() {
+                return Ok(entry);
             }
         }
-    }
-
-    /// The next line without its `\n` (and `\r`), counting lines.
-    fn next_line(&mut self) -> Option<&'a str> {
-        let rest = self.input.get(self.position..).unwrap_or("");
-        if rest.is_empty() {
-            return None;
-        }
-        // `str::find(char)` runs the standard library's memchr.
-        let (line, consumed) = match rest.find('\n') {
-            Some(end) => (rest.get(..end).unwrap_or(""), end + 1),
-            None => (rest, rest.len()),
-        };
-        self.position += consumed;
-        self.line_number += 1;
-        Some(line.strip_suffix('\r').unwrap_or(line))
     }
 
     /// After `# EOF` only blank lines may follow; the error names the first other line.
     fn refuse_content_after_eof(&mut self) -> Result<(), ParseErrorReason> {
-        while let Some(line) = self.next_line() {
-            if !line.bytes().all(|byte| byte == b' ' || byte == b'\t') {
+        while self.position < self.input.len() {
+            self.line_number += 1;
+            let mut cursor = Cursor::new(self.input, self.position);
+            cursor.skip_blanks();
+            if cursor.peek().is_some() {
                 return Err(ParseErrorReason::ContentAfterEof);
             }
+            self.position = cursor.next_line_start();
         }
         Ok(())
     }
 
     fn parse_comment_line(
         &mut self,
-        cursor: &mut LineCursor<'a>,
+        cursor: &mut Cursor<'a>,
     ) -> Result<CommentLine<'a>, ParseErrorReason> {
         cursor.position += 1;
         if !cursor.skip_blanks() {
@@ -641,7 +638,12 @@ impl<'a> TextParser<'a> {
         // The text starts after exactly one blank, as Prometheus reads it.
         let text = match cursor.peek() {
             None => "",
-            Some(b' ' | b'\t') => cursor.text(cursor.position + 1, cursor.line.len()),
+            Some(b' ' | b'\t') => {
+                let line_end = cursor.line_end();
+                let text = cursor.text(cursor.position + 1, line_end);
+                cursor.position = line_end;
+                text
+            }
             Some(_) => {
                 return Err(ParseErrorReason::InvalidMetadataName {
                     keyword,
@@ -673,7 +675,7 @@ impl<'a> TextParser<'a> {
 
     fn parse_sample_line(
         &mut self,
-        cursor: &mut LineCursor<'a>,
+        cursor: &mut Cursor<'a>,
         sample: &mut SampleBuf<'a>,
     ) -> Result<(), ParseErrorReason> {
         sample.labels.clear();
@@ -745,7 +747,7 @@ impl<'a> TextParser<'a> {
     }
 
     /// OpenMetrics exemplar: `# {labels} value [timestamp]`, checked, then dropped.
-    fn skip_exemplar(&mut self, cursor: &mut LineCursor<'a>) -> Result<(), ParseErrorReason> {
+    fn skip_exemplar(&mut self, cursor: &mut Cursor<'a>) -> Result<(), ParseErrorReason> {
         if self.format == Format::Prometheus {
             return Err(ParseErrorReason::ExemplarInPrometheusText);
         }
@@ -795,70 +797,146 @@ impl<'a> TextParser<'a> {
     }
 }
 
-/// A position within one line; every index it slices at sits next to an
-/// ASCII delimiter, so slices always fall on character boundaries.
-struct LineCursor<'a> {
-    line: &'a str,
+/// A position in the input. The current line ends at the next `\n` (or a
+/// `\r\n`, or the end of the input), where [`Cursor::peek`] returns `None`.
+/// Every index it slices at sits next to an ASCII delimiter, so slices
+/// always fall on character boundaries.
+struct Cursor<'a> {
+    input: &'a str,
+    bytes: &'a [u8],
     position: usize,
 }
 
-impl<'a> LineCursor<'a> {
-    fn peek(&self) -> Option<u8> {
-        self.line.as_bytes().get(self.position).copied()
+impl<'a> Cursor<'a> {
+    fn new(input: &'a str, position: usize) -> Cursor<'a> {
+        Cursor {
+            input,
+            bytes: input.as_bytes(),
+            position,
+        }
     }
 
-    /// `line[start..end]`; the empty string for a range that cannot occur.
+    /// The byte at the cursor, `None` at the end of the line.
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        match self.bytes.get(self.position) {
+            Some(&byte) if byte > b'\r' => Some(byte),
+            None | Some(b'\n') => None,
+            Some(b'\r') if self.is_line_end_after_carriage_return(self.position) => None,
+            Some(&byte) => Some(byte),
+        }
+    }
+
+    fn is_line_end_after_carriage_return(&self, carriage_return_index: usize) -> bool {
+        matches!(
+            self.bytes.get(carriage_return_index + 1),
+            None | Some(b'\n')
+        )
+    }
+
+    /// Index of the end of the current line (its `\r\n` or `\n`, or the input's end).
+    fn line_end(&self) -> usize {
+        let rest = self.bytes.get(self.position..).unwrap_or(&[]);
+        let newline =
+            memchr::memchr(b'\n', rest).map_or(self.bytes.len(), |offset| self.position + offset);
+        if newline > self.position && self.bytes.get(newline - 1) == Some(&b'\r') {
+            newline - 1
+        } else {
+            newline
+        }
+    }
+
+    /// Where the line after the current one starts.
+    fn next_line_start(&self) -> usize {
+        match self.bytes.get(self.position) {
+            None => self.bytes.len(),
+            Some(b'\n') => self.position + 1,
+            Some(_) => {
+                let rest = self.bytes.get(self.position..).unwrap_or(&[]);
+                memchr::memchr(b'\n', rest)
+                    .map_or(self.bytes.len(), |offset| self.position + offset + 1)
+            }
+        }
+    }
+
+    /// `input[start..end]`; the empty string for a range that cannot occur.
     fn text(&self, start: usize, end: usize) -> &'a str {
-        self.line.get(start..end).unwrap_or("")
+        self.input.get(start..end).unwrap_or("")
     }
 
     /// Skips spaces and tabs; true when there was at least one.
     fn skip_blanks(&mut self) -> bool {
         let start = self.position;
-        while let Some(b' ' | b'\t') = self.peek() {
-            self.position += 1;
+        let mut index = start;
+        while let Some(b' ' | b'\t') = self.bytes.get(index) {
+            index += 1;
         }
-        self.position > start
+        self.position = index;
+        index > start
     }
 
     fn take_while(&mut self, keep: impl Fn(u8) -> bool) -> &'a str {
         let start = self.position;
-        while let Some(byte) = self.peek() {
+        let mut index = start;
+        while let Some(&byte) = self.bytes.get(index) {
             if !keep(byte) {
                 break;
             }
-            self.position += 1;
+            index += 1;
         }
-        self.text(start, self.position)
+        self.position = index;
+        self.text(start, index)
     }
 
     /// A name whose first byte the caller has checked.
     fn take_name(&mut self, continue_class: u8) -> &'a str {
         let start = self.position;
-        self.position += 1;
-        self.take_while(|byte| byte_has_class(byte, continue_class));
-        self.text(start, self.position)
+        let mut index = start + 1;
+        while let Some(&byte) = self.bytes.get(index) {
+            if !byte_has_class(byte, continue_class) {
+                break;
+            }
+            index += 1;
+        }
+        self.position = index;
+        self.text(start, index)
     }
 
     /// Everything up to the next blank or the end of the line.
     fn take_token(&mut self) -> &'a str {
-        self.take_while(|byte| byte != b' ' && byte != b'\t')
+        let start = self.position;
+        let mut index = start;
+        while let Some(&byte) = self.bytes.get(index) {
+            if byte <= b' ' {
+                let ends_token = match byte {
+                    b' ' | b'\t' | b'\n' => true,
+                    b'\r' => self.is_line_end_after_carriage_return(index),
+                    _ => false,
+                };
+                if ends_token {
+                    break;
+                }
+            }
+            index += 1;
+        }
+        self.position = index;
+        self.text(start, index)
     }
 
     /// A short piece of the input at the cursor for error messages.
     fn excerpt(&self) -> String {
-        excerpt_of(self.text(self.position, self.line.len()))
+        excerpt_of(self.text(self.position, self.line_end()))
     }
 
     /// A double-quoted string at the cursor, escapes resolved. Borrowed
     /// unless it contains an escape.
     fn parse_quoted_string(&mut self) -> Result<Cow<'a, str>, ParseErrorReason> {
-        let bytes = self.line.as_bytes();
+        let bytes = self.bytes;
         let content_start = self.position + 1;
         let mut index = content_start;
         loop {
             match bytes.get(index) {
-                None => return Err(ParseErrorReason::UnterminatedString),
+                None | Some(b'\n') => return Err(ParseErrorReason::UnterminatedString),
                 Some(b'"') => {
                     self.position = index + 1;
                     return Ok(Cow::Borrowed(self.text(content_start, index)));
@@ -871,7 +949,7 @@ impl<'a> LineCursor<'a> {
         unescaped.push_str(self.text(content_start, index));
         loop {
             match bytes.get(index) {
-                None => return Err(ParseErrorReason::UnterminatedString),
+                None | Some(b'\n') => return Err(ParseErrorReason::UnterminatedString),
                 Some(b'"') => {
                     self.position = index + 1;
                     return Ok(Cow::Owned(unescaped));
@@ -881,22 +959,22 @@ impl<'a> LineCursor<'a> {
                         Some(b'\\') => unescaped.push('\\'),
                         Some(b'"') => unescaped.push('"'),
                         Some(b'n') => unescaped.push('\n'),
+                        None | Some(b'\n') => return Err(ParseErrorReason::UnterminatedString),
                         Some(_) => {
                             let sequence = self
-                                .text(index + 1, self.line.len())
+                                .text(index + 1, self.bytes.len())
                                 .chars()
                                 .next()
                                 .unwrap_or('\\');
                             return Err(ParseErrorReason::InvalidEscape { sequence });
                         }
-                        None => return Err(ParseErrorReason::UnterminatedString),
                     }
                     index += 2;
                 }
                 Some(_) => {
                     let run_start = index;
                     while let Some(&byte) = bytes.get(index) {
-                        if byte == b'"' || byte == b'\\' {
+                        if byte == b'"' || byte == b'\\' || byte == b'\n' {
                             break;
                         }
                         index += 1;
@@ -1013,7 +1091,7 @@ fn find_duplicate_label(labels: &[LabelPair<'_>], indices: &mut Vec<u32>) -> Opt
 /// HELP escapes: `\\` and `\n` in both formats, `\"` in OpenMetrics; any
 /// other backslash stays as written (Prometheus does the same).
 fn unescape_help(text: &str, format: Format) -> Cow<'_, str> {
-    if !text.contains('\\') {
+    if memchr::memchr(b'\\', text.as_bytes()).is_none() {
         return Cow::Borrowed(text);
     }
     let mut unescaped = String::with_capacity(text.len());
