@@ -4,9 +4,15 @@
 //! (and their series hash), OpenMetrics, and the `prometheus-parse` crate on
 //! the same text for comparison.
 //!
+//! The `parse_cpu_time` group repeats the first two measurements in
+//! on-CPU time of the benchmark thread (`CLOCK_THREAD_CPUTIME_ID`)
+//! instead of wall time: on a shared machine the wall-clock figures include
+//! the time the thread waited for a core.
+//!
 //! Run: `cargo bench --bench parse -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use guardia::ingest::text::{Entry, Format, SampleBuf, TextParser};
@@ -38,6 +44,68 @@ fn replicate(capture: &str, format: Format) -> (String, usize) {
     (text, per_copy * copies)
 }
 
+/// Nanoseconds this thread has run on a CPU (`CLOCK_THREAD_CPUTIME_ID`).
+fn thread_cpu_nanoseconds() -> Option<u64> {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `clock_gettime` writes one `timespec` through a valid pointer.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    if status != 0 {
+        return None;
+    }
+    Some(u64::try_from(now.tv_sec).ok()? * 1_000_000_000 + u64::try_from(now.tv_nsec).ok()?)
+}
+
+fn parse_and_count<'a>(text: &'a str, format: Format, sample: &mut SampleBuf<'a>) -> usize {
+    let mut parser = TextParser::new(black_box(text), format);
+    let mut parsed = 0usize;
+    while let Some(entry) = parser.next_entry(sample).expect("capture parses") {
+        if entry == Entry::Sample {
+            parsed += 1;
+            black_box(sample.value());
+        }
+    }
+    parsed
+}
+
+fn bench_parse_cpu_time(criterion: &mut Criterion) {
+    if thread_cpu_nanoseconds().is_none() {
+        return;
+    }
+    let mut group = criterion.benchmark_group("parse_cpu_time");
+    for (name, capture, format) in [
+        ("node_exporter_text", NODE_EXPORTER_PROM, Format::Prometheus),
+        (
+            "node_exporter_openmetrics",
+            NODE_EXPORTER_OM,
+            Format::OpenMetrics,
+        ),
+    ] {
+        let (text, samples) = replicate(capture, format);
+        group.throughput(Throughput::Elements(samples as u64));
+        group.bench_function(name, |bencher| {
+            bencher.iter_custom(|iterations| {
+                let mut sample = SampleBuf::new();
+                let wall_start = Instant::now();
+                let cpu_start = thread_cpu_nanoseconds().unwrap_or(0);
+                for _ in 0..iterations {
+                    assert_eq!(parse_and_count(&text, format, &mut sample), samples);
+                }
+                let cpu_end = thread_cpu_nanoseconds().unwrap_or(0);
+                // Fall back to wall time should the counter not advance.
+                if cpu_end > cpu_start {
+                    Duration::from_nanos(cpu_end - cpu_start)
+                } else {
+                    wall_start.elapsed()
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
 fn bench_parse(criterion: &mut Criterion) {
     let mut group = criterion.benchmark_group("parse");
     for (name, capture, format) in [
@@ -52,17 +120,7 @@ fn bench_parse(criterion: &mut Criterion) {
         group.throughput(Throughput::Elements(samples as u64));
         group.bench_function(name, |bencher| {
             let mut sample = SampleBuf::new();
-            bencher.iter(|| {
-                let mut parser = TextParser::new(black_box(&text), format);
-                let mut parsed = 0usize;
-                while let Some(entry) = parser.next_entry(&mut sample).expect("capture parses") {
-                    if entry == Entry::Sample {
-                        parsed += 1;
-                        black_box(sample.value());
-                    }
-                }
-                assert_eq!(parsed, samples);
-            })
+            bencher.iter(|| assert_eq!(parse_and_count(&text, format, &mut sample), samples))
         });
     }
 
@@ -96,5 +154,58 @@ fn bench_parse(criterion: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_parse);
-criterion_main!(benches);
+criterion_group!(benches, bench_parse, bench_parse_cpu_time);
+criterion_main!(benches, floor);
+
+fn bench_floor(criterion: &mut Criterion) {
+    let (text, samples) = replicate(NODE_EXPORTER_PROM, Format::Prometheus);
+    let mut group = criterion.benchmark_group("floor");
+    group.throughput(Throughput::Elements(samples as u64));
+    group.bench_function("byte_loop", |bencher| {
+        bencher.iter_custom(|iterations| {
+            let cpu_start = thread_cpu_nanoseconds().unwrap_or(0);
+            for _ in 0..iterations {
+                let bytes = black_box(text.as_bytes());
+                let mut count = 0u32;
+                let mut index = 0;
+                while let Some(&byte) = bytes.get(index) {
+                    count += u32::from(byte.is_ascii_alphanumeric());
+                    index += 1;
+                }
+                black_box(count);
+            }
+            Duration::from_nanos(thread_cpu_nanoseconds().unwrap_or(0) - cpu_start)
+        })
+    });
+    group.bench_function("lines_memchr", |bencher| {
+        bencher.iter_custom(|iterations| {
+            let cpu_start = thread_cpu_nanoseconds().unwrap_or(0);
+            for _ in 0..iterations {
+                black_box(memchr::memchr_iter(b'\n', black_box(text.as_bytes())).count());
+            }
+            Duration::from_nanos(thread_cpu_nanoseconds().unwrap_or(0) - cpu_start)
+        })
+    });
+    for (name, keep_comments) in [("samples_only", false), ("comments_only", true)] {
+        let filtered: String = text
+            .lines()
+            .filter(|line| line.starts_with('#') == keep_comments)
+            .map(|line| format!("{line}\n"))
+            .collect();
+        group.bench_function(name, |bencher| {
+            bencher.iter_custom(|iterations| {
+                let mut sample = SampleBuf::new();
+                let cpu_start = thread_cpu_nanoseconds().unwrap_or(0);
+                for _ in 0..iterations {
+                    let mut parser = TextParser::new(black_box(&filtered), Format::Prometheus);
+                    while let Some(entry) = parser.next_entry(&mut sample).unwrap() {
+                        black_box(entry);
+                    }
+                }
+                Duration::from_nanos(thread_cpu_nanoseconds().unwrap_or(0) - cpu_start)
+            })
+        });
+    }
+    group.finish();
+}
+criterion_group!(floor, bench_floor);

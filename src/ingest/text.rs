@@ -89,6 +89,7 @@
 
 mod number;
 mod printer;
+mod scan;
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -96,6 +97,7 @@ use std::cell::Cell;
 pub use printer::{write_help, write_openmetrics_eof, write_sample, write_type};
 
 use crate::model::{Labels, METRIC_NAME, MetricMetadata};
+use scan::NameKind;
 
 /// The two text formats, told apart by the request's `Content-Type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -302,6 +304,7 @@ const fn name_byte_classes() -> [u8; 256] {
     classes
 }
 
+#[inline(always)]
 fn byte_has_class(byte: u8, class: u8) -> bool {
     NAME_BYTE_CLASSES[usize::from(byte)] & class != 0
 }
@@ -615,11 +618,11 @@ impl<'a> TextParser<'a> {
         }
         let keyword = cursor.take_while(|byte| byte.is_ascii_uppercase());
         let keyword_ends_in_blank = cursor.skip_blanks();
-        let keyword: &'static str = match keyword {
-            "HELP" => "HELP",
-            "TYPE" => "TYPE",
-            "UNIT" if self.format == Format::OpenMetrics => "UNIT",
-            "EOF" if self.format == Format::OpenMetrics && cursor.peek().is_none() => {
+        let keyword: &'static str = match keyword.as_bytes() {
+            b"HELP" => "HELP",
+            b"TYPE" => "TYPE",
+            b"UNIT" if self.format == Format::OpenMetrics => "UNIT",
+            b"EOF" if self.format == Format::OpenMetrics && cursor.peek().is_none() => {
                 return Ok(CommentLine::OpenMetricsEof);
             }
             _ => return Ok(CommentLine::Comment),
@@ -631,30 +634,25 @@ impl<'a> TextParser<'a> {
         let metric_name = match cursor.peek() {
             Some(b'"') => cursor.parse_quoted_string()?,
             Some(byte) if byte_has_class(byte, METRIC_NAME_START) => {
-                Cow::Borrowed(cursor.take_name(METRIC_NAME_CONTINUE))
+                Cow::Borrowed(cursor.take_name(NameKind::Metric))
             }
             _ => return Err(ParseErrorReason::MissingMetadataName { keyword }),
         };
         // The text starts after exactly one blank, as Prometheus reads it.
-        let text = match cursor.peek() {
-            None => "",
-            Some(b' ' | b'\t') => {
-                let line_end = cursor.line_end();
-                let text = cursor.text(cursor.position + 1, line_end);
-                cursor.position = line_end;
-                text
-            }
+        match cursor.peek() {
+            None => {}
+            Some(b' ' | b'\t') => cursor.position += 1,
             Some(_) => {
                 return Err(ParseErrorReason::InvalidMetadataName {
                     keyword,
                     found: cursor.excerpt(),
                 });
             }
-        };
+        }
         let kind = match keyword {
-            "HELP" => MetadataKind::Help(unescape_help(text, self.format)),
+            "HELP" => MetadataKind::Help(cursor.take_help_text(self.format)),
             "TYPE" => {
-                let word = text.trim_end_matches([' ', '\t']);
+                let word = cursor.take_short_text();
                 match MetricType::from_word(word) {
                     Some(metric_type) => MetadataKind::Type(metric_type),
                     None => {
@@ -664,7 +662,7 @@ impl<'a> TextParser<'a> {
                     }
                 }
             }
-            _ => MetadataKind::Unit(text.trim_end_matches([' ', '\t'])),
+            _ => MetadataKind::Unit(cursor.take_short_text()),
         };
         Ok(CommentLine::Metadata(Metadata {
             metric_name,
@@ -682,7 +680,7 @@ impl<'a> TextParser<'a> {
         let mut metric_name: Option<Cow<'a, str>> = None;
         match cursor.peek() {
             Some(byte) if byte_has_class(byte, METRIC_NAME_START) => {
-                metric_name = Some(Cow::Borrowed(cursor.take_name(METRIC_NAME_CONTINUE)));
+                metric_name = Some(Cow::Borrowed(cursor.take_name(NameKind::Metric)));
             }
             Some(b'"') => metric_name = Some(cursor.parse_quoted_string()?),
             Some(b'{') => {}
@@ -889,38 +887,93 @@ impl<'a> Cursor<'a> {
     }
 
     /// A name whose first byte the caller has checked.
-    fn take_name(&mut self, continue_class: u8) -> &'a str {
+    fn take_name(&mut self, kind: NameKind) -> &'a str {
         let start = self.position;
-        let mut index = start + 1;
-        while let Some(&byte) = self.bytes.get(index) {
-            if !byte_has_class(byte, continue_class) {
-                break;
-            }
-            index += 1;
-        }
-        self.position = index;
-        self.text(start, index)
+        let rest = self.bytes.get(start + 1..).unwrap_or(&[]);
+        self.position = start + 1 + scan::name_length(rest, kind);
+        self.text(start, self.position)
     }
 
     /// Everything up to the next blank or the end of the line.
     fn take_token(&mut self) -> &'a str {
         let start = self.position;
         let mut index = start;
-        while let Some(&byte) = self.bytes.get(index) {
-            if byte <= b' ' {
-                let ends_token = match byte {
-                    b' ' | b'\t' | b'\n' => true,
-                    b'\r' => self.is_line_end_after_carriage_return(index),
-                    _ => false,
-                };
-                if ends_token {
+        loop {
+            let rest = self.bytes.get(index..).unwrap_or(&[]);
+            match rest.iter().position(|&byte| byte <= b' ') {
+                None => {
+                    index = self.bytes.len();
+                    break;
+                }
+                Some(offset) => {
+                    index += offset;
+                    // A carriage return inside a token belongs to it.
+                    if self.bytes.get(index) == Some(&b'\r')
+                        && !self.is_line_end_after_carriage_return(index)
+                        || !matches!(self.bytes.get(index), Some(b' ' | b'\t' | b'\n' | b'\r'))
+                    {
+                        index += 1;
+                        continue;
+                    }
                     break;
                 }
             }
-            index += 1;
         }
         self.position = index;
         self.text(start, index)
+    }
+
+    /// The rest of a `# TYPE` or `# UNIT` line, trailing blanks dropped:
+    /// a short word, scanned without a memchr call.
+    fn take_short_text(&mut self) -> &'a str {
+        let start = self.position;
+        let mut end;
+        loop {
+            // Each round consumes at least one byte or stops at the line end.
+            self.take_token();
+            end = self.position;
+            self.skip_blanks();
+            if self.peek().is_none() {
+                break;
+            }
+        }
+        self.text(start, end)
+    }
+
+    /// The rest of a `# HELP` line with its escapes resolved: `\\` and `\n`,
+    /// and in OpenMetrics also `\"`; other backslashes stay as written.
+    /// One memchr2 pass finds the line end or the first backslash.
+    fn take_help_text(&mut self, format: Format) -> Cow<'a, str> {
+        let start = self.position;
+        let rest = self.bytes.get(start..).unwrap_or(&[]);
+        match memchr::memchr2(b'\n', b'\\', rest) {
+            Some(offset) if rest.get(offset) == Some(&b'\n') => {
+                self.position = start + offset;
+                let end = if offset > 0 && rest.get(offset - 1) == Some(&b'\r') {
+                    self.position - 1
+                } else {
+                    self.position
+                };
+                Cow::Borrowed(self.text(start, end))
+            }
+            None => {
+                self.position = self.bytes.len();
+                let end = if self.bytes.last() == Some(&b'\r') {
+                    self.position - 1
+                } else {
+                    self.position
+                };
+                Cow::Borrowed(self.text(start, end))
+            }
+            Some(_) => {
+                let end = self.line_end();
+                self.position = end;
+                match unescape_help(self.text(start, end), format) {
+                    Cow::Borrowed(text) => Cow::Borrowed(text),
+                    Cow::Owned(text) => Cow::Owned(text),
+                }
+            }
+        }
     }
 
     /// A short piece of the input at the cursor for error messages.
@@ -933,17 +986,18 @@ impl<'a> Cursor<'a> {
     fn parse_quoted_string(&mut self) -> Result<Cow<'a, str>, ParseErrorReason> {
         let bytes = self.bytes;
         let content_start = self.position + 1;
-        let mut index = content_start;
-        loop {
-            match bytes.get(index) {
-                None | Some(b'\n') => return Err(ParseErrorReason::UnterminatedString),
-                Some(b'"') => {
-                    self.position = index + 1;
-                    return Ok(Cow::Borrowed(self.text(content_start, index)));
-                }
-                Some(b'\\') => break,
-                Some(_) => index += 1,
+        let content = bytes.get(content_start..).unwrap_or(&[]);
+        let mut index = match scan::quoted_run_end(content) {
+            None => return Err(ParseErrorReason::UnterminatedString),
+            Some(offset) => content_start + offset,
+        };
+        match bytes.get(index) {
+            Some(b'"') => {
+                self.position = index + 1;
+                return Ok(Cow::Borrowed(self.text(content_start, index)));
             }
+            Some(b'\\') => {}
+            _ => return Err(ParseErrorReason::UnterminatedString),
         }
         let mut unescaped = String::with_capacity(index - content_start + 16);
         unescaped.push_str(self.text(content_start, index));
@@ -973,12 +1027,8 @@ impl<'a> Cursor<'a> {
                 }
                 Some(_) => {
                     let run_start = index;
-                    while let Some(&byte) = bytes.get(index) {
-                        if byte == b'"' || byte == b'\\' || byte == b'\n' {
-                            break;
-                        }
-                        index += 1;
-                    }
+                    let run = bytes.get(index..).unwrap_or(&[]);
+                    index += scan::quoted_run_end(run).unwrap_or(run.len());
                     unescaped.push_str(self.text(run_start, index));
                 }
             }
@@ -1018,7 +1068,7 @@ impl<'a> Cursor<'a> {
                     quoted
                 }
                 Some(byte) if byte_has_class(byte, LABEL_NAME_START) => {
-                    Cow::Borrowed(self.take_name(LABEL_NAME_CONTINUE))
+                    Cow::Borrowed(self.take_name(NameKind::Label))
                 }
                 None => return Err(ParseErrorReason::MissingClosingBrace),
                 Some(_) => {
