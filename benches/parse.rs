@@ -7,7 +7,9 @@
 //! The `parse_cpu_time` group repeats the first two measurements in
 //! on-CPU time of the benchmark thread (`CLOCK_THREAD_CPUTIME_ID`)
 //! instead of wall time: on a shared machine the wall-clock figures include
-//! the time the thread waited for a core.
+//! the time the thread waited for a core. It also parses the sample lines
+//! and the comment lines of the same text separately (elements are lines
+//! there), to show where the time goes.
 //!
 //! Run: `cargo bench --bench parse -- --warm-up-time 1 --measurement-time 3`
 
@@ -103,6 +105,39 @@ fn bench_parse_cpu_time(criterion: &mut Criterion) {
             })
         });
     }
+    // The same text split into its sample lines and its comment lines.
+    let (text, _) = replicate(NODE_EXPORTER_PROM, Format::Prometheus);
+    for (name, keep_comments) in [
+        ("node_exporter_text_sample_lines_only", false),
+        ("node_exporter_text_comment_lines_only", true),
+    ] {
+        let filtered: String = text
+            .lines()
+            .filter(|line| line.starts_with('#') == keep_comments)
+            .map(|line| format!("{line}\n"))
+            .collect();
+        group.throughput(Throughput::Elements(filtered.lines().count() as u64));
+        group.bench_function(name, |bencher| {
+            bencher.iter_custom(|iterations| {
+                let mut sample = SampleBuf::new();
+                let wall_start = Instant::now();
+                let cpu_start = thread_cpu_nanoseconds().unwrap_or(0);
+                for _ in 0..iterations {
+                    let mut parser = TextParser::new(black_box(&filtered), Format::Prometheus);
+                    while let Some(entry) = parser.next_entry(&mut sample).expect("capture parses")
+                    {
+                        black_box(entry);
+                    }
+                }
+                let cpu_end = thread_cpu_nanoseconds().unwrap_or(0);
+                if cpu_end > cpu_start {
+                    Duration::from_nanos(cpu_end - cpu_start)
+                } else {
+                    wall_start.elapsed()
+                }
+            })
+        });
+    }
     group.finish();
 }
 
@@ -155,57 +190,4 @@ fn bench_parse(criterion: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_parse, bench_parse_cpu_time);
-criterion_main!(benches, floor);
-
-fn bench_floor(criterion: &mut Criterion) {
-    let (text, samples) = replicate(NODE_EXPORTER_PROM, Format::Prometheus);
-    let mut group = criterion.benchmark_group("floor");
-    group.throughput(Throughput::Elements(samples as u64));
-    group.bench_function("byte_loop", |bencher| {
-        bencher.iter_custom(|iterations| {
-            let cpu_start = thread_cpu_nanoseconds().unwrap_or(0);
-            for _ in 0..iterations {
-                let bytes = black_box(text.as_bytes());
-                let mut count = 0u32;
-                let mut index = 0;
-                while let Some(&byte) = bytes.get(index) {
-                    count += u32::from(byte.is_ascii_alphanumeric());
-                    index += 1;
-                }
-                black_box(count);
-            }
-            Duration::from_nanos(thread_cpu_nanoseconds().unwrap_or(0) - cpu_start)
-        })
-    });
-    group.bench_function("lines_memchr", |bencher| {
-        bencher.iter_custom(|iterations| {
-            let cpu_start = thread_cpu_nanoseconds().unwrap_or(0);
-            for _ in 0..iterations {
-                black_box(memchr::memchr_iter(b'\n', black_box(text.as_bytes())).count());
-            }
-            Duration::from_nanos(thread_cpu_nanoseconds().unwrap_or(0) - cpu_start)
-        })
-    });
-    for (name, keep_comments) in [("samples_only", false), ("comments_only", true)] {
-        let filtered: String = text
-            .lines()
-            .filter(|line| line.starts_with('#') == keep_comments)
-            .map(|line| format!("{line}\n"))
-            .collect();
-        group.bench_function(name, |bencher| {
-            bencher.iter_custom(|iterations| {
-                let mut sample = SampleBuf::new();
-                let cpu_start = thread_cpu_nanoseconds().unwrap_or(0);
-                for _ in 0..iterations {
-                    let mut parser = TextParser::new(black_box(&filtered), Format::Prometheus);
-                    while let Some(entry) = parser.next_entry(&mut sample).unwrap() {
-                        black_box(entry);
-                    }
-                }
-                Duration::from_nanos(thread_cpu_nanoseconds().unwrap_or(0) - cpu_start)
-            })
-        });
-    }
-    group.finish();
-}
-criterion_group!(floor, bench_floor);
+criterion_main!(benches);

@@ -537,33 +537,36 @@ impl<'a> TextParser<'a> {
         if self.finished {
             return Ok(None);
         }
-        match self.parse_next_entry(sample) {
-            Ok(Some(entry)) => Ok(Some(entry)),
-            Ok(None) => {
+        // Patched in place rather than re-wrapped: the result is large and
+        // this runs once per line.
+        let mut result = self.parse_next_entry(sample);
+        match &mut result {
+            Ok(Some(_)) => {}
+            Ok(None) => self.finished = true,
+            Err(error) => {
                 self.finished = true;
-                Ok(None)
-            }
-            Err(reason) => {
-                self.finished = true;
-                Err(TextParseError {
-                    line_number: self.line_number.max(1),
-                    reason,
-                })
+                error.line_number = self.line_number.max(1);
             }
         }
+        result
     }
 
     /// One pass over the input: a sample line is parsed where it lies and
     /// its end is found on the way; only comment lines are searched for
     /// their end (with SIMD memchr).
+    /// Errors leave here with line number 0; `next_entry` fills it in.
     fn parse_next_entry(
         &mut self,
         sample: &mut SampleBuf<'a>,
-    ) -> Result<Option<Entry<'a>>, ParseErrorReason> {
+    ) -> Result<Option<Entry<'a>>, TextParseError> {
+        let at_line_set_later = |reason| TextParseError {
+            line_number: 0,
+            reason,
+        };
         loop {
             if self.position >= self.input.len() {
                 return match self.format {
-                    Format::OpenMetrics => Err(ParseErrorReason::MissingEof),
+                    Format::OpenMetrics => Err(at_line_set_later(ParseErrorReason::MissingEof)),
                     Format::Prometheus => Ok(None),
                 };
             }
@@ -572,17 +575,21 @@ impl<'a> TextParser<'a> {
             cursor.skip_blanks();
             let entry = match cursor.peek() {
                 None => None,
-                Some(b'#') => match self.parse_comment_line(&mut cursor)? {
+                Some(b'#') => match self
+                    .parse_comment_line(&mut cursor)
+                    .map_err(at_line_set_later)?
+                {
                     CommentLine::Comment => None,
                     CommentLine::Metadata(metadata) => Some(Entry::Metadata(metadata)),
                     CommentLine::OpenMetricsEof => {
                         self.position = cursor.next_line_start();
-                        self.refuse_content_after_eof()?;
+                        self.refuse_content_after_eof().map_err(at_line_set_later)?;
                         return Ok(None);
                     }
                 },
                 Some(_) => {
-                    self.parse_sample_line(&mut cursor, sample)?;
+                    self.parse_sample_line(&mut cursor, sample)
+                        .map_err(at_line_set_later)?;
                     sample.line_number = self.line_number;
                     Some(Entry::Sample)
                 }
@@ -968,10 +975,7 @@ impl<'a> Cursor<'a> {
             Some(_) => {
                 let end = self.line_end();
                 self.position = end;
-                match unescape_help(self.text(start, end), format) {
-                    Cow::Borrowed(text) => Cow::Borrowed(text),
-                    Cow::Owned(text) => Cow::Owned(text),
-                }
+                unescape_help(self.text(start, end), format)
             }
         }
     }
