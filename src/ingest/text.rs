@@ -73,8 +73,8 @@
 //! know the escapes `\\`, `\"` and `\n`; any other escape is an error.
 //! Values: see `number.rs` (Go `ParseFloat` syntax, `NaN`, `±Inf`).
 //! A raw line feed cannot appear inside quotes: lines are the unit.
-//! Stricter than OpenMetrics's grammar on nothing, looser on blanks, blank
-//! lines and free comments, which real pushers produce.
+//! Next to the OpenMetrics grammar this is looser (blanks, blank lines,
+//! free comments, which real pushers produce) and never stricter.
 //!
 //! # Performance
 //!
