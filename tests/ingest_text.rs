@@ -437,6 +437,12 @@ fn edge_cases_that_parse() {
         ),
         (PROM, "\tm\t1\t2\t\n", &["m 1 @2"]),
         (PROM, "m 1\r\nn 2\r\n", &["m 1", "n 2"]),
+        (
+            PROM,
+            "m 1 5\r\nn{a=\"x\ry\"} 2\r",
+            &["m 1 @5", "n{a=\"x\\ry\"} 2"],
+        ),
+        (PROM, "m{a=\"b\"}\t1\r\n\r\n# c\r\n", &["m{a=\"b\"} 1"]),
         (PROM, "m{a=\"b\"}1\n", &["m{a=\"b\"} 1"]),
         (PROM, "m{} 1\n", &["m 1"]),
         (
@@ -559,6 +565,16 @@ fn edge_cases_that_fail_with_their_line_number() {
             "line 1: unexpected text after the timestamp: \"junk here\"",
         ),
         (PROM, "m 1 abc\n", "line 1: invalid timestamp \"abc\""),
+        (
+            PROM,
+            "m 1\r\nm 1\r2\r\n",
+            "line 2: invalid sample value \"1\\r2\"",
+        ),
+        (
+            PROM,
+            "m 1\r\n\r\nm{a=\"b\r\n\"} 1\r\n",
+            "line 3: unterminated quoted string",
+        ),
         (PROM, "m 1 1.5\n", "line 1: invalid timestamp \"1.5\""),
         (
             PROM,
@@ -697,7 +713,8 @@ fn metadata_entries_carry_help_type_and_unit() {
                  # HELP \"my.metric\" x\n\
                  # TYPE n untyped\n\
                  # HELP e\n\
-                 # HELP s  two spaces\n";
+                 # HELP s  two spaces\n\
+                 # HELP crlf text\r\n";
     let parsed = parse_all(input, PROM).unwrap();
     assert_eq!(
         parsed.metadata,
@@ -711,6 +728,7 @@ fn metadata_entries_carry_help_type_and_unit() {
             ("n".to_string(), "TYPE unknown".to_string()),
             ("e".to_string(), "HELP ".to_string()),
             ("s".to_string(), "HELP  two spaces".to_string()),
+            ("crlf".to_string(), "HELP text".to_string()),
         ]
     );
     let parsed = parse_all(&format!("{input}# EOF\n"), OM).unwrap();
@@ -991,6 +1009,55 @@ proptest! {
             .cloned()
             .collect();
         prop_assert_eq!(parsed_helps, helps);
+    }
+
+    /// What the `text_parser` fuzz target checks, on generated input: every
+    /// accepted sample, printed alone, parses back to the same sample.
+    #[test]
+    fn accepted_samples_survive_print_and_parse(
+        input in prop::collection::vec(
+            prop_oneof![
+                prop::sample::select(b"{}\"\\=, #\n\tmab_:.NaInf0123456789e+-".to_vec()),
+                any::<u8>(),
+            ],
+            0..120,
+        )
+    ) {
+        for format in [PROM, OM] {
+            let Ok(text) = std::str::from_utf8(&input) else { continue };
+            let mut parser = TextParser::new(text, format);
+            let mut sample = SampleBuf::new();
+            while let Ok(Some(entry)) = parser.next_entry(&mut sample) {
+                if entry != Entry::Sample {
+                    continue;
+                }
+                let labels: Vec<(&str, &str)> = sample.labels().collect();
+                let mut printed = String::new();
+                write_sample(
+                    &mut printed,
+                    sample.metric_name(),
+                    &labels,
+                    sample.value(),
+                    sample.timestamp_ms(),
+                    format,
+                );
+                if format == OM {
+                    write_openmetrics_eof(&mut printed);
+                }
+                let reparsed = parse_all(&printed, format);
+                prop_assert!(reparsed.is_ok(), "{:?} from {:?}", reparsed.err(), printed);
+                let reparsed = reparsed.unwrap().samples;
+                prop_assert_eq!(reparsed.len(), 1);
+                let original = OwnedSample {
+                    metric_name: sample.metric_name().to_string(),
+                    labels: labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+                    value: sample.value(),
+                    timestamp_ms: sample.timestamp_ms(),
+                    line_number: 0,
+                };
+                prop_assert!(original.same_as(&reparsed[0]), "{:?}", printed);
+            }
+        }
     }
 
     /// Arbitrary input never panics, in either format, as bytes or text.

@@ -64,7 +64,8 @@
 //!
 //! Both formats: `# HELP name text`, `# TYPE name type` (the types of both
 //! formats are accepted in either; `untyped` reads as `unknown`), other `#`
-//! lines are comments, blank lines, `\r\n` line ends, runs of spaces or tabs
+//! lines are comments, blank lines, `\r\n` line ends (a `\r` elsewhere is
+//! ordinary text), leading blanks, runs of spaces or tabs
 //! between tokens, `name{label="value",...} value [timestamp]`, a trailing
 //! comma in label sets, Prometheus 3.x quoted UTF-8 names
 //! (`{"my.metric", "a.b"="c"}`, and also `"my.metric"{a="b"}`), a
@@ -72,6 +73,15 @@
 //! know the escapes `\\`, `\"` and `\n`; any other escape is an error.
 //! Values: see `number.rs` (Go `ParseFloat` syntax, `NaN`, `±Inf`).
 //! A raw line feed cannot appear inside quotes: lines are the unit.
+//! Next to the OpenMetrics grammar this is looser (blanks, blank lines,
+//! free comments, which real pushers produce) and never stricter.
+//!
+//! # Performance
+//!
+//! Sample lines are parsed in one pass where they lie (no line splitting);
+//! names and quoted runs are scanned eight bytes at a time (`scan.rs`);
+//! comment lines find their end with SIMD memchr. `benches/parse.rs`
+//! measures it on node_exporter output.
 //!
 //! Prometheus text: timestamps are integer milliseconds (sign allowed);
 //! HELP knows the escapes `\\` and `\n` (other backslashes stay as written);
@@ -89,6 +99,7 @@
 
 mod number;
 mod printer;
+mod scan;
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -96,6 +107,7 @@ use std::cell::Cell;
 pub use printer::{write_help, write_openmetrics_eof, write_sample, write_type};
 
 use crate::model::{Labels, METRIC_NAME, MetricMetadata};
+use scan::NameKind;
 
 /// The two text formats, told apart by the request's `Content-Type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -302,6 +314,7 @@ const fn name_byte_classes() -> [u8; 256] {
     classes
 }
 
+#[inline(always)]
 fn byte_has_class(byte: u8, class: u8) -> bool {
     NAME_BYTE_CLASSES[usize::from(byte)] & class != 0
 }
@@ -534,83 +547,87 @@ impl<'a> TextParser<'a> {
         if self.finished {
             return Ok(None);
         }
-        match self.parse_next_entry(sample) {
-            Ok(Some(entry)) => Ok(Some(entry)),
-            Ok(None) => {
+        // Patched in place rather than re-wrapped: the result is large and
+        // this runs once per line.
+        let mut result = self.parse_next_entry(sample);
+        match &mut result {
+            Ok(Some(_)) => {}
+            Ok(None) => self.finished = true,
+            Err(error) => {
                 self.finished = true;
-                Ok(None)
-            }
-            Err(reason) => {
-                self.finished = true;
-                Err(TextParseError {
-                    line_number: self.line_number.max(1),
-                    reason,
-                })
+                error.line_number = self.line_number.max(1);
             }
         }
+        result
     }
 
+    /// One pass over the input: a sample line is parsed where it lies and
+    /// its end is found on the way; only comment lines are searched for
+    /// their end (with SIMD memchr).
+    /// Errors leave here with line number 0; `next_entry` fills it in.
     fn parse_next_entry(
         &mut self,
         sample: &mut SampleBuf<'a>,
-    ) -> Result<Option<Entry<'a>>, ParseErrorReason> {
+    ) -> Result<Option<Entry<'a>>, TextParseError> {
+        let at_line_set_later = |reason| TextParseError {
+            line_number: 0,
+            reason,
+        };
         loop {
-            let Some(line) = self.next_line() else {
+            if self.position >= self.input.len() {
                 return match self.format {
-                    Format::OpenMetrics => Err(ParseErrorReason::MissingEof),
+                    Format::OpenMetrics => Err(at_line_set_later(ParseErrorReason::MissingEof)),
                     Format::Prometheus => Ok(None),
                 };
-            };
-            let mut cursor = LineCursor { line, position: 0 };
+            }
+            self.line_number += 1;
+            let mut cursor = Cursor::new(self.input, self.position);
             cursor.skip_blanks();
-            match cursor.peek() {
-                None => continue,
-                Some(b'#') => match self.parse_comment_line(&mut cursor)? {
-                    CommentLine::Comment => continue,
-                    CommentLine::Metadata(metadata) => return Ok(Some(Entry::Metadata(metadata))),
+            let entry = match cursor.peek() {
+                None => None,
+                Some(b'#') => match self
+                    .parse_comment_line(&mut cursor)
+                    .map_err(at_line_set_later)?
+                {
+                    CommentLine::Comment => None,
+                    CommentLine::Metadata(metadata) => Some(Entry::Metadata(metadata)),
                     CommentLine::OpenMetricsEof => {
-                        self.refuse_content_after_eof()?;
+                        self.position = cursor.next_line_start();
+                        self.refuse_content_after_eof().map_err(at_line_set_later)?;
                         return Ok(None);
                     }
                 },
                 Some(_) => {
-                    self.parse_sample_line(&mut cursor, sample)?;
+                    self.parse_sample_line(&mut cursor, sample)
+                        .map_err(at_line_set_later)?;
                     sample.line_number = self.line_number;
-                    return Ok(Some(Entry::Sample));
+                    Some(Entry::Sample)
                 }
+            };
+            self.position = cursor.next_line_start();
+            if entry.is_some() {
+                return Ok(entry);
             }
         }
-    }
-
-    /// The next line without its `\n` (and `\r`), counting lines.
-    fn next_line(&mut self) -> Option<&'a str> {
-        let rest = self.input.get(self.position..).unwrap_or("");
-        if rest.is_empty() {
-            return None;
-        }
-        // `str::find(char)` runs the standard library's memchr.
-        let (line, consumed) = match rest.find('\n') {
-            Some(end) => (rest.get(..end).unwrap_or(""), end + 1),
-            None => (rest, rest.len()),
-        };
-        self.position += consumed;
-        self.line_number += 1;
-        Some(line.strip_suffix('\r').unwrap_or(line))
     }
 
     /// After `# EOF` only blank lines may follow; the error names the first other line.
     fn refuse_content_after_eof(&mut self) -> Result<(), ParseErrorReason> {
-        while let Some(line) = self.next_line() {
-            if !line.bytes().all(|byte| byte == b' ' || byte == b'\t') {
+        while self.position < self.input.len() {
+            self.line_number += 1;
+            let mut cursor = Cursor::new(self.input, self.position);
+            cursor.skip_blanks();
+            if cursor.peek().is_some() {
                 return Err(ParseErrorReason::ContentAfterEof);
             }
+            self.position = cursor.next_line_start();
         }
         Ok(())
     }
 
     fn parse_comment_line(
         &mut self,
-        cursor: &mut LineCursor<'a>,
+        cursor: &mut Cursor<'a>,
     ) -> Result<CommentLine<'a>, ParseErrorReason> {
         cursor.position += 1;
         if !cursor.skip_blanks() {
@@ -618,11 +635,11 @@ impl<'a> TextParser<'a> {
         }
         let keyword = cursor.take_while(|byte| byte.is_ascii_uppercase());
         let keyword_ends_in_blank = cursor.skip_blanks();
-        let keyword: &'static str = match keyword {
-            "HELP" => "HELP",
-            "TYPE" => "TYPE",
-            "UNIT" if self.format == Format::OpenMetrics => "UNIT",
-            "EOF" if self.format == Format::OpenMetrics && cursor.peek().is_none() => {
+        let keyword: &'static str = match keyword.as_bytes() {
+            b"HELP" => "HELP",
+            b"TYPE" => "TYPE",
+            b"UNIT" if self.format == Format::OpenMetrics => "UNIT",
+            b"EOF" if self.format == Format::OpenMetrics && cursor.peek().is_none() => {
                 return Ok(CommentLine::OpenMetricsEof);
             }
             _ => return Ok(CommentLine::Comment),
@@ -634,25 +651,25 @@ impl<'a> TextParser<'a> {
         let metric_name = match cursor.peek() {
             Some(b'"') => cursor.parse_quoted_string()?,
             Some(byte) if byte_has_class(byte, METRIC_NAME_START) => {
-                Cow::Borrowed(cursor.take_name(METRIC_NAME_CONTINUE))
+                Cow::Borrowed(cursor.take_name(NameKind::Metric))
             }
             _ => return Err(ParseErrorReason::MissingMetadataName { keyword }),
         };
         // The text starts after exactly one blank, as Prometheus reads it.
-        let text = match cursor.peek() {
-            None => "",
-            Some(b' ' | b'\t') => cursor.text(cursor.position + 1, cursor.line.len()),
+        match cursor.peek() {
+            None => {}
+            Some(b' ' | b'\t') => cursor.position += 1,
             Some(_) => {
                 return Err(ParseErrorReason::InvalidMetadataName {
                     keyword,
                     found: cursor.excerpt(),
                 });
             }
-        };
+        }
         let kind = match keyword {
-            "HELP" => MetadataKind::Help(unescape_help(text, self.format)),
+            "HELP" => MetadataKind::Help(cursor.take_help_text(self.format)),
             "TYPE" => {
-                let word = text.trim_end_matches([' ', '\t']);
+                let word = cursor.take_short_text();
                 match MetricType::from_word(word) {
                     Some(metric_type) => MetadataKind::Type(metric_type),
                     None => {
@@ -662,7 +679,7 @@ impl<'a> TextParser<'a> {
                     }
                 }
             }
-            _ => MetadataKind::Unit(text.trim_end_matches([' ', '\t'])),
+            _ => MetadataKind::Unit(cursor.take_short_text()),
         };
         Ok(CommentLine::Metadata(Metadata {
             metric_name,
@@ -673,14 +690,14 @@ impl<'a> TextParser<'a> {
 
     fn parse_sample_line(
         &mut self,
-        cursor: &mut LineCursor<'a>,
+        cursor: &mut Cursor<'a>,
         sample: &mut SampleBuf<'a>,
     ) -> Result<(), ParseErrorReason> {
         sample.labels.clear();
         let mut metric_name: Option<Cow<'a, str>> = None;
         match cursor.peek() {
             Some(byte) if byte_has_class(byte, METRIC_NAME_START) => {
-                metric_name = Some(Cow::Borrowed(cursor.take_name(METRIC_NAME_CONTINUE)));
+                metric_name = Some(Cow::Borrowed(cursor.take_name(NameKind::Metric)));
             }
             Some(b'"') => metric_name = Some(cursor.parse_quoted_string()?),
             Some(b'{') => {}
@@ -745,7 +762,7 @@ impl<'a> TextParser<'a> {
     }
 
     /// OpenMetrics exemplar: `# {labels} value [timestamp]`, checked, then dropped.
-    fn skip_exemplar(&mut self, cursor: &mut LineCursor<'a>) -> Result<(), ParseErrorReason> {
+    fn skip_exemplar(&mut self, cursor: &mut Cursor<'a>) -> Result<(), ParseErrorReason> {
         if self.format == Format::Prometheus {
             return Err(ParseErrorReason::ExemplarInPrometheusText);
         }
@@ -795,83 +812,212 @@ impl<'a> TextParser<'a> {
     }
 }
 
-/// A position within one line; every index it slices at sits next to an
-/// ASCII delimiter, so slices always fall on character boundaries.
-struct LineCursor<'a> {
-    line: &'a str,
+/// A position in the input. The current line ends at the next `\n` (or a
+/// `\r\n`, or the end of the input), where [`Cursor::peek`] returns `None`.
+/// Every index it slices at sits next to an ASCII delimiter, so slices
+/// always fall on character boundaries.
+struct Cursor<'a> {
+    input: &'a str,
+    bytes: &'a [u8],
     position: usize,
 }
 
-impl<'a> LineCursor<'a> {
-    fn peek(&self) -> Option<u8> {
-        self.line.as_bytes().get(self.position).copied()
+impl<'a> Cursor<'a> {
+    fn new(input: &'a str, position: usize) -> Cursor<'a> {
+        Cursor {
+            input,
+            bytes: input.as_bytes(),
+            position,
+        }
     }
 
-    /// `line[start..end]`; the empty string for a range that cannot occur.
+    /// The byte at the cursor, `None` at the end of the line.
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        match self.bytes.get(self.position) {
+            Some(&byte) if byte > b'\r' => Some(byte),
+            None | Some(b'\n') => None,
+            Some(b'\r') if self.is_line_end_after_carriage_return(self.position) => None,
+            Some(&byte) => Some(byte),
+        }
+    }
+
+    fn is_line_end_after_carriage_return(&self, carriage_return_index: usize) -> bool {
+        matches!(
+            self.bytes.get(carriage_return_index + 1),
+            None | Some(b'\n')
+        )
+    }
+
+    /// Index of the end of the current line (its `\r\n` or `\n`, or the input's end).
+    fn line_end(&self) -> usize {
+        let rest = self.bytes.get(self.position..).unwrap_or(&[]);
+        let newline =
+            memchr::memchr(b'\n', rest).map_or(self.bytes.len(), |offset| self.position + offset);
+        if newline > self.position && self.bytes.get(newline - 1) == Some(&b'\r') {
+            newline - 1
+        } else {
+            newline
+        }
+    }
+
+    /// Where the line after the current one starts.
+    fn next_line_start(&self) -> usize {
+        match self.bytes.get(self.position) {
+            None => self.bytes.len(),
+            Some(b'\n') => self.position + 1,
+            Some(_) => {
+                let rest = self.bytes.get(self.position..).unwrap_or(&[]);
+                memchr::memchr(b'\n', rest)
+                    .map_or(self.bytes.len(), |offset| self.position + offset + 1)
+            }
+        }
+    }
+
+    /// `input[start..end]`; the empty string for a range that cannot occur.
     fn text(&self, start: usize, end: usize) -> &'a str {
-        self.line.get(start..end).unwrap_or("")
+        self.input.get(start..end).unwrap_or("")
     }
 
     /// Skips spaces and tabs; true when there was at least one.
     fn skip_blanks(&mut self) -> bool {
         let start = self.position;
-        while let Some(b' ' | b'\t') = self.peek() {
-            self.position += 1;
+        let mut index = start;
+        while let Some(b' ' | b'\t') = self.bytes.get(index) {
+            index += 1;
         }
-        self.position > start
+        self.position = index;
+        index > start
     }
 
     fn take_while(&mut self, keep: impl Fn(u8) -> bool) -> &'a str {
         let start = self.position;
-        while let Some(byte) = self.peek() {
+        let mut index = start;
+        while let Some(&byte) = self.bytes.get(index) {
             if !keep(byte) {
                 break;
             }
-            self.position += 1;
+            index += 1;
         }
-        self.text(start, self.position)
+        self.position = index;
+        self.text(start, index)
     }
 
     /// A name whose first byte the caller has checked.
-    fn take_name(&mut self, continue_class: u8) -> &'a str {
+    fn take_name(&mut self, kind: NameKind) -> &'a str {
         let start = self.position;
-        self.position += 1;
-        self.take_while(|byte| byte_has_class(byte, continue_class));
+        let rest = self.bytes.get(start + 1..).unwrap_or(&[]);
+        self.position = start + 1 + scan::name_length(rest, kind);
         self.text(start, self.position)
     }
 
     /// Everything up to the next blank or the end of the line.
     fn take_token(&mut self) -> &'a str {
-        self.take_while(|byte| byte != b' ' && byte != b'\t')
+        let start = self.position;
+        let mut index = start;
+        loop {
+            let rest = self.bytes.get(index..).unwrap_or(&[]);
+            match rest.iter().position(|&byte| byte <= b' ') {
+                None => {
+                    index = self.bytes.len();
+                    break;
+                }
+                Some(offset) => {
+                    index += offset;
+                    // A carriage return inside a token belongs to it.
+                    if self.bytes.get(index) == Some(&b'\r')
+                        && !self.is_line_end_after_carriage_return(index)
+                        || !matches!(self.bytes.get(index), Some(b' ' | b'\t' | b'\n' | b'\r'))
+                    {
+                        index += 1;
+                        continue;
+                    }
+                    break;
+                }
+            }
+        }
+        self.position = index;
+        self.text(start, index)
+    }
+
+    /// The rest of a `# TYPE` or `# UNIT` line, trailing blanks dropped:
+    /// a short word, scanned without a memchr call.
+    fn take_short_text(&mut self) -> &'a str {
+        let start = self.position;
+        let mut end;
+        loop {
+            // Each round consumes at least one byte or stops at the line end.
+            self.take_token();
+            end = self.position;
+            self.skip_blanks();
+            if self.peek().is_none() {
+                break;
+            }
+        }
+        self.text(start, end)
+    }
+
+    /// The rest of a `# HELP` line with its escapes resolved: `\\` and `\n`,
+    /// and in OpenMetrics also `\"`; other backslashes stay as written.
+    /// One memchr2 pass finds the line end or the first backslash.
+    fn take_help_text(&mut self, format: Format) -> Cow<'a, str> {
+        let start = self.position;
+        let rest = self.bytes.get(start..).unwrap_or(&[]);
+        match memchr::memchr2(b'\n', b'\\', rest) {
+            Some(offset) if rest.get(offset) == Some(&b'\n') => {
+                self.position = start + offset;
+                let end = if offset > 0 && rest.get(offset - 1) == Some(&b'\r') {
+                    self.position - 1
+                } else {
+                    self.position
+                };
+                Cow::Borrowed(self.text(start, end))
+            }
+            None => {
+                self.position = self.bytes.len();
+                let end = if self.bytes.last() == Some(&b'\r') {
+                    self.position - 1
+                } else {
+                    self.position
+                };
+                Cow::Borrowed(self.text(start, end))
+            }
+            Some(_) => {
+                let end = self.line_end();
+                self.position = end;
+                unescape_help(self.text(start, end), format)
+            }
+        }
     }
 
     /// A short piece of the input at the cursor for error messages.
     fn excerpt(&self) -> String {
-        excerpt_of(self.text(self.position, self.line.len()))
+        excerpt_of(self.text(self.position, self.line_end()))
     }
 
     /// A double-quoted string at the cursor, escapes resolved. Borrowed
     /// unless it contains an escape.
     fn parse_quoted_string(&mut self) -> Result<Cow<'a, str>, ParseErrorReason> {
-        let bytes = self.line.as_bytes();
+        let bytes = self.bytes;
         let content_start = self.position + 1;
-        let mut index = content_start;
-        loop {
-            match bytes.get(index) {
-                None => return Err(ParseErrorReason::UnterminatedString),
-                Some(b'"') => {
-                    self.position = index + 1;
-                    return Ok(Cow::Borrowed(self.text(content_start, index)));
-                }
-                Some(b'\\') => break,
-                Some(_) => index += 1,
+        let content = bytes.get(content_start..).unwrap_or(&[]);
+        let mut index = match scan::quoted_run_end(content) {
+            None => return Err(ParseErrorReason::UnterminatedString),
+            Some(offset) => content_start + offset,
+        };
+        match bytes.get(index) {
+            Some(b'"') => {
+                self.position = index + 1;
+                return Ok(Cow::Borrowed(self.text(content_start, index)));
             }
+            Some(b'\\') => {}
+            _ => return Err(ParseErrorReason::UnterminatedString),
         }
         let mut unescaped = String::with_capacity(index - content_start + 16);
         unescaped.push_str(self.text(content_start, index));
         loop {
             match bytes.get(index) {
-                None => return Err(ParseErrorReason::UnterminatedString),
+                None | Some(b'\n') => return Err(ParseErrorReason::UnterminatedString),
                 Some(b'"') => {
                     self.position = index + 1;
                     return Ok(Cow::Owned(unescaped));
@@ -881,26 +1027,22 @@ impl<'a> LineCursor<'a> {
                         Some(b'\\') => unescaped.push('\\'),
                         Some(b'"') => unescaped.push('"'),
                         Some(b'n') => unescaped.push('\n'),
+                        None | Some(b'\n') => return Err(ParseErrorReason::UnterminatedString),
                         Some(_) => {
                             let sequence = self
-                                .text(index + 1, self.line.len())
+                                .text(index + 1, self.bytes.len())
                                 .chars()
                                 .next()
                                 .unwrap_or('\\');
                             return Err(ParseErrorReason::InvalidEscape { sequence });
                         }
-                        None => return Err(ParseErrorReason::UnterminatedString),
                     }
                     index += 2;
                 }
                 Some(_) => {
                     let run_start = index;
-                    while let Some(&byte) = bytes.get(index) {
-                        if byte == b'"' || byte == b'\\' {
-                            break;
-                        }
-                        index += 1;
-                    }
+                    let run = bytes.get(index..).unwrap_or(&[]);
+                    index += scan::quoted_run_end(run).unwrap_or(run.len());
                     unescaped.push_str(self.text(run_start, index));
                 }
             }
@@ -940,7 +1082,7 @@ impl<'a> LineCursor<'a> {
                     quoted
                 }
                 Some(byte) if byte_has_class(byte, LABEL_NAME_START) => {
-                    Cow::Borrowed(self.take_name(LABEL_NAME_CONTINUE))
+                    Cow::Borrowed(self.take_name(NameKind::Label))
                 }
                 None => return Err(ParseErrorReason::MissingClosingBrace),
                 Some(_) => {
@@ -1013,7 +1155,7 @@ fn find_duplicate_label(labels: &[LabelPair<'_>], indices: &mut Vec<u32>) -> Opt
 /// HELP escapes: `\\` and `\n` in both formats, `\"` in OpenMetrics; any
 /// other backslash stays as written (Prometheus does the same).
 fn unescape_help(text: &str, format: Format) -> Cow<'_, str> {
-    if !text.contains('\\') {
+    if memchr::memchr(b'\\', text.as_bytes()).is_none() {
         return Cow::Borrowed(text);
     }
     let mut unescaped = String::with_capacity(text.len());
