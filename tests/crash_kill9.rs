@@ -55,6 +55,9 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+// Rounds are 10^7 ms (2.8 h) apart: far enough to cross partitions, close
+// enough that the default 15 d retention keeps every round.
+
 /// Exact value for a sample: finite, with many significant digits, so a lossy
 /// round trip anywhere (text formatting, encoding) would be caught.
 fn value_for(writer: usize, timestamp: i64) -> f64 {
@@ -67,7 +70,7 @@ type Acked = Arc<Mutex<BTreeMap<(usize, i64), f64>>>;
 async fn writer_loop(client: reqwest::Client, base: String, writer: usize, round: usize, acked: Acked) {
     let mut batch = 0i64;
     loop {
-        let first = (round as i64) * 1_000_000_000 + batch * SAMPLES_PER_BODY as i64;
+        let first = (round as i64) * 10_000_000 + batch * SAMPLES_PER_BODY as i64;
         let mut body = String::new();
         for offset in 0..SAMPLES_PER_BODY as i64 {
             let timestamp = first + offset;
