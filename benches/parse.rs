@@ -13,6 +13,10 @@
 //!
 //! Run: `cargo bench --bench parse -- --warm-up-time 1 --measurement-time 3`
 
+#[path = "common/cpu_time.rs"]
+mod cpu_time;
+use cpu_time::thread_cpu_nanoseconds;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -44,20 +48,6 @@ fn replicate(capture: &str, format: Format) -> (String, usize) {
         text.push_str("# EOF\n");
     }
     (text, per_copy * copies)
-}
-
-/// Nanoseconds this thread has run on a CPU (`CLOCK_THREAD_CPUTIME_ID`).
-fn thread_cpu_nanoseconds() -> Option<u64> {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `clock_gettime` writes one `timespec` through a valid pointer.
-    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    if status != 0 {
-        return None;
-    }
-    Some(u64::try_from(now.tv_sec).ok()? * 1_000_000_000 + u64::try_from(now.tv_nsec).ok()?)
 }
 
 fn parse_and_count<'a>(text: &'a str, format: Format, sample: &mut SampleBuf<'a>) -> usize {
