@@ -455,8 +455,14 @@ async fn metadata_and_exemplars() {
     assert_eq!(json["data"].as_object().unwrap().len(), 1);
     let (_, json) = api.get_json("/api/v1/metadata?limit=0").await;
     assert_eq!(json["data"], json!({}));
-    let (status, _) = api.get("/api/v1/metadata?limit=x").await;
+    let (_, json) = api.get_json("/api/v1/metadata?limit_per_metric=0").await;
+    assert_eq!(json["data"]["up"].as_array().unwrap().len(), 1);
+    let (status, body) = api.get("/api/v1/metadata?limit=x").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_message(&body), "limit must be a number");
+    let (status, body) = api.get("/api/v1/metadata?limit_per_metric=few").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_message(&body), "limit_per_metric must be a number");
 
     let (status, json) = api
         .get_json("/api/v1/query_exemplars?query=up&start=0&end=10")

@@ -2,7 +2,7 @@
 //! `{"<metric>":[{"type":..,"help":..,"unit":..}]}` from
 //! `Queryable::metadata()` (the `# TYPE`/`# HELP`/`# UNIT` lines pushed with
 //! the samples), filtered by `metric` and cut by `limit` (metrics) and
-//! `limit_per_metric`; `/api/v1/query_exemplars` validates its parameters as
+//! `limit_per_metric` (0 there means no limit); `/api/v1/query_exemplars` validates its parameters as
 //! Prometheus does and answers an empty list, as guardia stores no exemplars.
 
 use axum::extract::State;
@@ -20,9 +20,9 @@ fn metadata_limit(params: &Params, name: &str) -> Result<Option<usize>, ApiError
     match params.first(name) {
         None | Some("") => Ok(None),
         Some(text) => {
-            let limit: i64 = text.parse().map_err(|_| {
-                invalid_parameter(name, &format!("cannot parse {text:?} as a number"))
-            })?;
+            let limit: i64 = text
+                .parse()
+                .map_err(|_| ApiError::BadData(format!("{name} must be a number")))?;
             Ok(usize::try_from(limit).ok())
         }
     }
@@ -57,7 +57,8 @@ pub async fn metadata_handler(
             "help": metadata.help,
             "unit": metadata.unit,
         })];
-        if let Some(per_metric) = limit_per_metric {
+        // As in Prometheus, 0 means no per-metric limit (unlike `limit`).
+        if let Some(per_metric) = limit_per_metric.filter(|per_metric| *per_metric > 0) {
             entries.truncate(per_metric);
         }
         data.insert(metric, Value::from(entries));
