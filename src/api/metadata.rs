@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::api::error::ApiError;
 use crate::api::params::Params;
-use crate::api::query::invalid_parameter;
+use crate::api::query::parse_query_tree;
 use crate::api::series::success_response;
 use crate::api::{ApiState, run_blocking};
 
@@ -68,8 +68,6 @@ pub async fn metadata_handler(
 
 pub async fn query_exemplars_handler(params: Params) -> Result<Response, ApiError> {
     let (_mint, _maxt) = params.time_range()?;
-    let text = params.first("query").unwrap_or_default();
-    promql_parser::parser::parse(text)
-        .map_err(|message| invalid_parameter("query", &format!("parse error: {message}")))?;
+    parse_query_tree(params.first("query").unwrap_or_default())?;
     Ok(success_response(Value::Array(Vec::new()), Vec::new()))
 }

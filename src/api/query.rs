@@ -187,21 +187,30 @@ pub async fn range_query_handler(
     Ok(query_response(&result))
 }
 
-fn parse_query_parameter(params: &Params) -> Result<promql_parser::parser::Expr, ApiError> {
-    let text = params.first("query").unwrap_or_default();
+fn parse_expression(text: &str) -> Result<promql_parser::parser::Expr, ApiError> {
     promql_parser::parser::parse(text)
         .map_err(|message| invalid_parameter("query", &format!("parse error: {message}")))
 }
 
+/// The `format_query` answer: `text` parsed and pretty-printed.
+pub fn format_query(text: &str) -> Result<String, ApiError> {
+    Ok(parse_expression(text)?.prettify())
+}
+
+/// The `parse_query` answer: the syntax tree of `text` as JSON.
+pub fn parse_query_tree(text: &str) -> Result<Value, ApiError> {
+    let expr = parse_expression(text)?;
+    serde_json::to_value(&expr)
+        .map_err(|error| ApiError::Internal(format!("cannot render the syntax tree: {error}")))
+}
+
 pub async fn format_query_handler(params: Params) -> Result<Response, ApiError> {
-    let expr = parse_query_parameter(&params)?;
-    Ok(success_response(Value::from(expr.prettify()), Vec::new()))
+    let pretty = format_query(params.first("query").unwrap_or_default())?;
+    Ok(success_response(Value::from(pretty), Vec::new()))
 }
 
 pub async fn parse_query_handler(params: Params) -> Result<Response, ApiError> {
-    let expr = parse_query_parameter(&params)?;
-    let tree = serde_json::to_value(&expr)
-        .map_err(|error| ApiError::Internal(format!("cannot render the syntax tree: {error}")))?;
+    let tree = parse_query_tree(params.first("query").unwrap_or_default())?;
     Ok(success_response(tree, Vec::new()))
 }
 
