@@ -656,6 +656,73 @@ mod tests {
 }
 
 #[cfg(test)]
+mod query_tests {
+    use super::*;
+
+    #[test]
+    fn query_flags_reach_the_settings_and_the_flags_page() {
+        let cli = Cli::try_parse_from([
+            "guardia",
+            "--query.lookback-delta=1m",
+            "--query.timeout=30s",
+            "--query.max-samples=1000",
+        ])
+        .unwrap();
+        let settings = cli.serve.settings().unwrap();
+        assert_eq!(settings.query.lookback_delta, Duration::from_secs(60));
+        assert_eq!(settings.query.timeout, Duration::from_secs(30));
+        assert_eq!(settings.query.max_samples, 1000);
+        assert_eq!(settings.flags["query.lookback-delta"], "1m");
+        assert_eq!(settings.flags["query.timeout"], "30s");
+        assert_eq!(settings.flags["query.max-samples"], "1000");
+        assert_eq!(settings.flags["storage.path"], "data");
+
+        let defaults = Cli::try_parse_from(["guardia"])
+            .unwrap()
+            .serve
+            .settings()
+            .unwrap();
+        assert_eq!(defaults.query, QueryLimits::default());
+        assert_eq!(defaults.flags["query.lookback-delta"], "5m");
+        assert_eq!(defaults.flags["query.timeout"], "2m");
+    }
+
+    #[test]
+    fn durations_print_largest_units_first() {
+        assert_eq!(format_duration(Duration::ZERO), "0s");
+        assert_eq!(format_duration(Duration::from_secs(9000)), "2h30m");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1s500ms");
+        assert_eq!(format_duration(Duration::from_secs(15 * 86_400)), "2w1d");
+    }
+
+    #[test]
+    fn query_subcommands_parse() {
+        let cli = Cli::try_parse_from([
+            "guardia",
+            "query",
+            "sum(up)",
+            "--time=1700000000",
+            "--storage.path=/d",
+        ])
+        .unwrap();
+        let Some(Command::Query(args)) = cli.command else {
+            panic!("expected query");
+        };
+        assert_eq!(args.expr, "sum(up)");
+        assert_eq!(args.time.as_deref(), Some("1700000000"));
+        assert_eq!(args.storage.storage_path, PathBuf::from("/d"));
+
+        let cli = Cli::try_parse_from(["guardia", "query-range", "up", "--start=0"]).unwrap();
+        let Some(Command::QueryRange(args)) = cli.command else {
+            panic!("expected query-range");
+        };
+        assert_eq!(args.step, "1m");
+        assert!(args.end.is_none());
+        assert!(Cli::try_parse_from(["guardia", "query-range", "up"]).is_err());
+    }
+}
+
+#[cfg(test)]
 mod logfmt_tests {
     use super::logfmt::{civil_from_days, quote};
 
