@@ -94,3 +94,46 @@ pub fn render_federation(latest: &BTreeMap<Labels, Sample>) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::stale_nan;
+
+    #[test]
+    fn ended_series_are_left_out_and_values_escaped() {
+        let mut latest = BTreeMap::new();
+        latest.insert(
+            Labels::from_pairs([("__name__", "up"), ("job", "a\"b\\c\nd")]),
+            Sample {
+                t: 5,
+                v: f64::INFINITY,
+            },
+        );
+        latest.insert(
+            Labels::from_pairs([("__name__", "up"), ("job", "gone")]),
+            Sample {
+                t: 6,
+                v: stale_nan(),
+            },
+        );
+        latest.insert(
+            Labels::from_pairs([("__name__", "gone_metric")]),
+            Sample {
+                t: 7,
+                v: stale_nan(),
+            },
+        );
+        latest.insert(
+            Labels::from_pairs([("__name__", "bare")]),
+            Sample { t: -8, v: 0.5 },
+        );
+        assert_eq!(
+            render_federation(&latest),
+            "# TYPE bare untyped\n\
+             bare 0.5 -8\n\
+             # TYPE up untyped\n\
+             up{job=\"a\\\"b\\\\c\\nd\"} +Inf 5\n"
+        );
+    }
+}
