@@ -7,7 +7,12 @@
 //! - [`write`] — `POST /api/v1/write` (remote_write 1.0)
 //! - [`series`] — `/api/v1/series`, `/api/v1/labels`, `/api/v1/label/{name}/values`
 //! - [`export`] — `/api/v1/export` (JSON lines, streamed)
-//! - [`status`] — `/-/healthy`, `/-/ready`, `/metrics`
+//! - [`status`] — `/-/healthy`, `/-/ready`, `/metrics`, `/api/v1/status/*`
+//! - [`query`] — `/api/v1/query`, `/api/v1/query_range`, `/api/v1/format_query`,
+//!   `/api/v1/parse_query`: PromQL through [`crate::promql::Engine`]
+//! - [`query_json`] — Prometheus's JSON rendering of query results
+//! - [`metadata`] — `/api/v1/metadata`, `/api/v1/query_exemplars`
+//! - [`federate`] — `/federate` (latest sample per series, text exposition)
 //! - [`params`] — time, `match[]` and `limit` parameters as Prometheus reads them
 //! - [`error`] — the one place errors become HTTP responses
 //!
@@ -17,9 +22,13 @@
 
 pub mod error;
 pub mod export;
+pub mod federate;
 pub mod import;
 pub mod ingest;
+pub mod metadata;
 pub mod params;
+pub mod query;
+pub mod query_json;
 pub mod series;
 pub mod status;
 pub mod write;
@@ -37,6 +46,7 @@ use parking_lot::Mutex;
 
 use crate::clock::Clock;
 use crate::config::IngestLimits;
+use crate::promql::EngineOptions;
 use crate::storage::{Appendable, Queryable};
 use crate::telemetry::{Exposition, Histogram};
 
@@ -49,6 +59,21 @@ pub trait Store: Appendable + Queryable + Send + Sync + 'static {
     fn is_ready(&self) -> bool;
     /// Appends the store's own metrics.
     fn render_metrics(&self, exposition: &mut Exposition);
+    /// Size figures for `/api/v1/status/tsdb`, when the store keeps them.
+    fn stats(&self) -> Option<crate::tsdb::TsdbStats> {
+        None
+    }
+}
+
+/// What the query and status endpoints need beyond the store: the engine's
+/// settings, and the server's flags and configuration to show back.
+#[derive(Clone, Debug, Default)]
+pub struct QuerySettings {
+    pub engine: EngineOptions,
+    /// Flag name without the dashes → value, as `/api/v1/status/flags` shows them.
+    pub flags: BTreeMap<String, String>,
+    /// The configuration file's text, or the effective defaults as YAML.
+    pub config_yaml: String,
 }
 
 /// Shared state of every handler; cheap to clone.
@@ -61,19 +86,43 @@ struct ApiShared {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     limits: IngestLimits,
+    query: QuerySettings,
+    /// Clock reading when the state was built, for `runtimeinfo`.
+    start_time_ms: i64,
     metrics: ApiMetrics,
 }
 
 impl ApiState {
+    /// State with the engine's default settings and no flags to show.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, limits: IngestLimits) -> ApiState {
+        ApiState::with_query_settings(store, clock, limits, QuerySettings::default())
+    }
+
+    pub fn with_query_settings(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        limits: IngestLimits,
+        query: QuerySettings,
+    ) -> ApiState {
+        let start_time_ms = clock.now_ms();
         ApiState {
             shared: Arc::new(ApiShared {
                 store,
                 clock,
                 limits,
+                query,
+                start_time_ms,
                 metrics: ApiMetrics::default(),
             }),
         }
+    }
+
+    pub fn query_settings(&self) -> &QuerySettings {
+        &self.shared.query
+    }
+
+    pub fn start_time_ms(&self) -> i64 {
+        self.shared.start_time_ms
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -218,6 +267,33 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/export",
             get(export::export_handler).post(export::export_handler),
         )
+        .route(
+            "/api/v1/query",
+            get(query::instant_query_handler).post(query::instant_query_handler),
+        )
+        .route(
+            "/api/v1/query_range",
+            get(query::range_query_handler).post(query::range_query_handler),
+        )
+        .route(
+            "/api/v1/format_query",
+            get(query::format_query_handler).post(query::format_query_handler),
+        )
+        .route(
+            "/api/v1/parse_query",
+            get(query::parse_query_handler).post(query::parse_query_handler),
+        )
+        .route("/api/v1/metadata", get(metadata::metadata_handler))
+        .route(
+            "/api/v1/query_exemplars",
+            get(metadata::query_exemplars_handler).post(metadata::query_exemplars_handler),
+        )
+        .route("/api/v1/status/buildinfo", get(status::buildinfo))
+        .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
+        .route("/api/v1/status/flags", get(status::flags))
+        .route("/api/v1/status/config", get(status::config))
+        .route("/api/v1/status/tsdb", get(status::tsdb_status))
+        .route("/federate", get(federate::federate_handler))
         .route("/-/healthy", get(status::healthy).head(status::healthy))
         .route("/-/ready", get(status::ready).head(status::ready))
         .route("/metrics", get(status::metrics))

@@ -2,6 +2,7 @@
 //! embedded defaults. The YAML configuration file arrives with the scrape
 //! work; until then `--config.file` is accepted and checked to exist.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -28,6 +29,27 @@ impl Default for IngestLimits {
     }
 }
 
+/// PromQL engine settings; every one is a flag with Prometheus's name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryLimits {
+    /// `--query.lookback-delta`: how far back an instant selector looks.
+    pub lookback_delta: Duration,
+    /// `--query.timeout`: wall time after which a query is abandoned.
+    pub timeout: Duration,
+    /// `--query.max-samples`: most samples one query may hold in memory.
+    pub max_samples: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> QueryLimits {
+        QueryLimits {
+            lookback_delta: Duration::from_secs(5 * 60),
+            timeout: Duration::from_secs(2 * 60),
+            max_samples: 50_000_000,
+        }
+    }
+}
+
 /// Retention settings for the storage.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Retention {
@@ -45,6 +67,9 @@ pub struct ServerSettings {
     pub retention: Retention,
     pub ingest: IngestLimits,
     pub config_file: Option<PathBuf>,
+    pub query: QueryLimits,
+    /// Every flag of the command line as given or defaulted, for `/api/v1/status/flags`.
+    pub flags: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,13 +1,18 @@
 //! The `guardia` command line. With no subcommand it runs `guardia serve`
 //! on embedded defaults: data in `./data`, HTTP on `0.0.0.0:9099`. Flags use
 //! Prometheus's names (`--storage.path`, `--web.listen-address`, ...).
+//! `guardia query` and `guardia query-range` evaluate PromQL straight on a
+//! data directory (no server; the server must not be holding it).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use guardia::config::{IngestLimits, Retention, ServerSettings, parse_duration, parse_size};
+use guardia::config::{
+    IngestLimits, QueryLimits, Retention, ServerSettings, parse_duration, parse_size,
+};
 
 /// guardia's default HTTP port: 9099, clear of Prometheus (9090),
 /// Alertmanager (9093), Pushgateway (9091) and the common exporters.
@@ -31,6 +36,48 @@ struct Cli {
 enum Command {
     /// Run the server (the default when no subcommand is given).
     Serve(ServeArgs),
+    /// Evaluate a PromQL expression at one time on a data directory and print the result.
+    Query(QueryArgs),
+    /// Evaluate a PromQL expression over a time range on a data directory.
+    QueryRange(QueryRangeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+struct QueryArgs {
+    /// The PromQL expression.
+    expr: String,
+    /// Evaluation time: RFC 3339 or Unix seconds (default: now).
+    #[arg(long = "time", value_name = "TIME")]
+    time: Option<String>,
+    #[command(flatten)]
+    storage: QueryStorageArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+struct QueryRangeArgs {
+    /// The PromQL expression.
+    expr: String,
+    /// First evaluation time: RFC 3339 or Unix seconds.
+    #[arg(long = "start", value_name = "TIME")]
+    start: String,
+    /// Last evaluation time (default: now).
+    #[arg(long = "end", value_name = "TIME")]
+    end: Option<String>,
+    /// Resolution: float seconds or a Prometheus duration (15s, 1m).
+    #[arg(long = "step", default_value = "1m", value_name = "DURATION")]
+    step: String,
+    #[command(flatten)]
+    storage: QueryStorageArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+struct QueryStorageArgs {
+    /// Directory of the storage to read.
+    #[arg(long = "storage.path", default_value = "data", value_name = "DIR")]
+    storage_path: PathBuf,
+    /// How far back an instant selector looks for a sample.
+    #[arg(long = "query.lookback-delta", default_value = "5m", value_name = "DURATION", value_parser = parse_retention_time)]
+    lookback_delta: Duration,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -85,6 +132,15 @@ struct ServeArgs {
     /// Most distinct series in one push request.
     #[arg(long = "ingest.max-series-per-request", default_value_t = IngestLimits::default().max_series_per_request)]
     max_series_per_request: usize,
+    /// How far back an instant selector looks for a sample (Prometheus duration).
+    #[arg(long = "query.lookback-delta", default_value = "5m", value_name = "DURATION", value_parser = parse_retention_time)]
+    query_lookback_delta: Duration,
+    /// Longest a query may run before it is abandoned (Prometheus duration).
+    #[arg(long = "query.timeout", default_value = "2m", value_name = "DURATION", value_parser = parse_retention_time)]
+    query_timeout: Duration,
+    /// Most samples one query may hold in memory.
+    #[arg(long = "query.max-samples", default_value_t = QueryLimits::default().max_samples)]
+    query_max_samples: usize,
 }
 
 fn parse_retention_time(text: &str) -> Result<Duration, String> {
@@ -121,8 +177,103 @@ impl ServeArgs {
                 max_series_per_request: self.max_series_per_request,
             },
             config_file: self.config_file.clone(),
+            query: QueryLimits {
+                lookback_delta: self.query_lookback_delta,
+                timeout: self.query_timeout,
+                max_samples: self.query_max_samples,
+            },
+            flags: self.flags(),
         })
     }
+
+    /// Every flag as `/api/v1/status/flags` shows it: name without dashes,
+    /// value as given or defaulted.
+    fn flags(&self) -> BTreeMap<String, String> {
+        let log_level = match self.log_level {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        };
+        let log_format = match self.log_format {
+            LogFormat::Logfmt => "logfmt",
+            LogFormat::Json => "json",
+        };
+        let pairs = [
+            (
+                "config.file",
+                self.config_file
+                    .as_ref()
+                    .map(|path| path.display().to_string())
+                    .unwrap_or_default(),
+            ),
+            ("storage.path", self.storage_path.display().to_string()),
+            ("web.listen-address", self.listen_address.clone()),
+            ("log.level", log_level.to_string()),
+            ("log.format", log_format.to_string()),
+            (
+                "storage.retention.time",
+                format_duration(self.retention_time),
+            ),
+            (
+                "storage.retention.size",
+                self.retention_size
+                    .map(|bytes| format!("{bytes}B"))
+                    .unwrap_or_default(),
+            ),
+            ("ingest.max-body-size", format!("{}B", self.max_body_size)),
+            (
+                "ingest.max-labels-per-series",
+                self.max_labels_per_series.to_string(),
+            ),
+            (
+                "ingest.max-label-name-length",
+                self.max_label_name_length.to_string(),
+            ),
+            (
+                "ingest.max-label-value-length",
+                self.max_label_value_length.to_string(),
+            ),
+            (
+                "ingest.max-series-per-request",
+                self.max_series_per_request.to_string(),
+            ),
+            (
+                "query.lookback-delta",
+                format_duration(self.query_lookback_delta),
+            ),
+            ("query.timeout", format_duration(self.query_timeout)),
+            ("query.max-samples", self.query_max_samples.to_string()),
+        ];
+        pairs
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value))
+            .collect()
+    }
+}
+
+/// A duration in Prometheus's largest-units-first form (`15d`, `2h30m`, `0s`).
+fn format_duration(duration: Duration) -> String {
+    let mut millis = duration.as_millis();
+    if millis == 0 {
+        return "0s".to_string();
+    }
+    let mut text = String::new();
+    for (unit, size) in [
+        ("y", 365 * 86_400_000u128),
+        ("w", 7 * 86_400_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ] {
+        if millis >= size {
+            text.push_str(&format!("{}{unit}", millis / size));
+            millis %= size;
+        }
+    }
+    text
 }
 
 fn init_logging(level: LogLevel, format: LogFormat) {
@@ -145,6 +296,8 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let serve_args = match cli.command {
         Some(Command::Serve(args)) => args,
+        Some(Command::Query(args)) => return query_cli::run_instant(&args),
+        Some(Command::QueryRange(args)) => return query_cli::run_range(&args),
         None => cli.serve,
     };
     init_logging(serve_args.log_level, serve_args.log_format);
@@ -163,6 +316,168 @@ fn main() -> anyhow::Result<()> {
         .block_on(guardia::server::serve(settings))
         .context("guardia stopped with an error")?;
     Ok(())
+}
+
+/// `guardia query` and `guardia query-range`: open the data directory,
+/// evaluate, print a table.
+mod query_cli {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use anyhow::Context as _;
+    use guardia::api::params::parse_time;
+    use guardia::api::query::parse_api_duration;
+    use guardia::api::query_json::format_sample_value;
+    use guardia::model::Timestamp;
+    use guardia::promql::{Engine, EngineOptions, QueryOptions, Value};
+    use guardia::tsdb::{Options, Tsdb};
+
+    use super::{QueryArgs, QueryRangeArgs, QueryStorageArgs};
+
+    pub fn run_instant(args: &QueryArgs) -> anyhow::Result<()> {
+        let time_ms = match &args.time {
+            Some(text) => parse_time(text).map_err(|reason| anyhow::anyhow!("--time: {reason}"))?,
+            None => guardia::clock::now_ms(),
+        };
+        let (tsdb, engine) = open(&args.storage)?;
+        let result =
+            engine.instant_query(tsdb.as_ref(), &args.expr, time_ms, QueryOptions::default());
+        let closed = tsdb.close();
+        let result = result.context("query failed")?;
+        closed.context("closing the storage")?;
+        print!("{}", render(&result.value));
+        for note in result.warnings.iter().chain(&result.infos) {
+            eprintln!("{note}");
+        }
+        Ok(())
+    }
+
+    pub fn run_range(args: &QueryRangeArgs) -> anyhow::Result<()> {
+        let start_ms =
+            parse_time(&args.start).map_err(|reason| anyhow::anyhow!("--start: {reason}"))?;
+        let end_ms = match &args.end {
+            Some(text) => parse_time(text).map_err(|reason| anyhow::anyhow!("--end: {reason}"))?,
+            None => guardia::clock::now_ms(),
+        };
+        let step_ms =
+            parse_api_duration(&args.step).map_err(|reason| anyhow::anyhow!("--step: {reason}"))?;
+        let (tsdb, engine) = open(&args.storage)?;
+        let result = engine.range_query(
+            tsdb.as_ref(),
+            &args.expr,
+            start_ms,
+            end_ms,
+            step_ms,
+            QueryOptions::default(),
+        );
+        let closed = tsdb.close();
+        let result = result.context("query failed")?;
+        closed.context("closing the storage")?;
+        print!("{}", render(&result.value));
+        for note in result.warnings.iter().chain(&result.infos) {
+            eprintln!("{note}");
+        }
+        Ok(())
+    }
+
+    fn open(storage: &QueryStorageArgs) -> anyhow::Result<(Arc<Tsdb>, Engine)> {
+        let directory: &Path = &storage.storage_path;
+        anyhow::ensure!(
+            directory.is_dir(),
+            "no data directory at {} (set --storage.path)",
+            directory.display()
+        );
+        let tsdb = Tsdb::open(directory, Options::default()).map_err(|error| {
+            let message = error.to_string();
+            if message.contains("already open") || message.contains("lock") {
+                anyhow::anyhow!(
+                    "the storage in {} is in use, most likely by a running guardia server \
+                     (it holds the database file lock); stop it, or query it over HTTP at \
+                     /api/v1/query instead ({message})",
+                    directory.display()
+                )
+            } else {
+                anyhow::anyhow!(
+                    "cannot open the storage in {}: {message}",
+                    directory.display()
+                )
+            }
+        })?;
+        let engine = Engine::new(EngineOptions {
+            lookback_delta_ms: i64::try_from(storage.lookback_delta.as_millis())
+                .unwrap_or(i64::MAX),
+            ..EngineOptions::default()
+        });
+        Ok((tsdb, engine))
+    }
+
+    fn seconds(t: Timestamp) -> String {
+        if t % 1000 == 0 {
+            (t / 1000).to_string()
+        } else {
+            format!("{}", t as f64 / 1000.0)
+        }
+    }
+
+    /// Scalars and strings print plainly; vectors and matrices as a table
+    /// of series, value and timestamp (one row per point).
+    pub(super) fn render(value: &Value) -> String {
+        let rows: Vec<[String; 3]> = match value {
+            Value::Scalar { v, .. } => return format!("{}\n", format_sample_value(*v)),
+            Value::String { value, .. } => return format!("{value}\n"),
+            Value::Vector(samples) => samples
+                .iter()
+                .map(|sample| {
+                    [
+                        sample.labels.to_string(),
+                        format_sample_value(sample.v),
+                        seconds(sample.t),
+                    ]
+                })
+                .collect(),
+            Value::Matrix(series) => series
+                .iter()
+                .flat_map(|one_series| {
+                    let labels = one_series.labels.to_string();
+                    one_series.samples.iter().map(move |sample| {
+                        [
+                            labels.clone(),
+                            format_sample_value(sample.v),
+                            seconds(sample.t),
+                        ]
+                    })
+                })
+                .collect(),
+        };
+        let header = [
+            "SERIES".to_string(),
+            "VALUE".to_string(),
+            "TIMESTAMP".to_string(),
+        ];
+        let mut widths = [0usize; 3];
+        for row in std::iter::once(&header).chain(&rows) {
+            for (width, cell) in widths.iter_mut().zip(row) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        let mut out = String::new();
+        for row in std::iter::once(&header).chain(&rows) {
+            let line = format!(
+                "{:<w0$}  {:<w1$}  {}",
+                row[0],
+                row[1],
+                row[2],
+                w0 = widths[0],
+                w1 = widths[1]
+            );
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        if rows.is_empty() {
+            out.push_str("(no series)\n");
+        }
+        out
+    }
 }
 
 /// A logfmt event formatter: `ts=... level=info msg="..." key=value`.
@@ -337,6 +652,73 @@ mod tests {
         assert_eq!(settings.ingest.max_series_per_request, 10);
         assert_eq!(settings.listen_address, ":9100");
         assert!(Cli::try_parse_from(["guardia", "--log.level=trace"]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod query_tests {
+    use super::*;
+
+    #[test]
+    fn query_flags_reach_the_settings_and_the_flags_page() {
+        let cli = Cli::try_parse_from([
+            "guardia",
+            "--query.lookback-delta=1m",
+            "--query.timeout=30s",
+            "--query.max-samples=1000",
+        ])
+        .unwrap();
+        let settings = cli.serve.settings().unwrap();
+        assert_eq!(settings.query.lookback_delta, Duration::from_secs(60));
+        assert_eq!(settings.query.timeout, Duration::from_secs(30));
+        assert_eq!(settings.query.max_samples, 1000);
+        assert_eq!(settings.flags["query.lookback-delta"], "1m");
+        assert_eq!(settings.flags["query.timeout"], "30s");
+        assert_eq!(settings.flags["query.max-samples"], "1000");
+        assert_eq!(settings.flags["storage.path"], "data");
+
+        let defaults = Cli::try_parse_from(["guardia"])
+            .unwrap()
+            .serve
+            .settings()
+            .unwrap();
+        assert_eq!(defaults.query, QueryLimits::default());
+        assert_eq!(defaults.flags["query.lookback-delta"], "5m");
+        assert_eq!(defaults.flags["query.timeout"], "2m");
+    }
+
+    #[test]
+    fn durations_print_largest_units_first() {
+        assert_eq!(format_duration(Duration::ZERO), "0s");
+        assert_eq!(format_duration(Duration::from_secs(9000)), "2h30m");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1s500ms");
+        assert_eq!(format_duration(Duration::from_secs(15 * 86_400)), "2w1d");
+    }
+
+    #[test]
+    fn query_subcommands_parse() {
+        let cli = Cli::try_parse_from([
+            "guardia",
+            "query",
+            "sum(up)",
+            "--time=1700000000",
+            "--storage.path=/d",
+        ])
+        .unwrap();
+        let Some(Command::Query(args)) = cli.command else {
+            panic!("expected query");
+        };
+        assert_eq!(args.expr, "sum(up)");
+        assert_eq!(args.time.as_deref(), Some("1700000000"));
+        assert_eq!(args.storage.storage_path, PathBuf::from("/d"));
+
+        let cli = Cli::try_parse_from(["guardia", "query-range", "up", "--start=0"]).unwrap();
+        let Some(Command::QueryRange(args)) = cli.command else {
+            panic!("expected query-range");
+        };
+        assert_eq!(args.step, "1m");
+        assert!(args.end.is_none());
+        assert!(Cli::try_parse_from(["guardia", "query-range", "up"]).is_err());
     }
 }
 

@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::api::{self, ApiState, Store};
+use crate::api::{self, ApiState, QuerySettings, Store};
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServerSettings;
+use crate::promql::EngineOptions;
 use crate::telemetry::Exposition;
 use crate::tsdb::{Options, Tsdb};
 
@@ -99,7 +100,12 @@ pub async fn serve_store(
     );
 
     let api_store: Arc<dyn Store> = store.clone();
-    let state = ApiState::new(api_store, clock, settings.ingest.clone());
+    let state = ApiState::with_query_settings(
+        api_store,
+        clock,
+        settings.ingest.clone(),
+        query_settings(settings),
+    );
     let router = api::router(state);
 
     let retention_store = store.clone();
@@ -135,6 +141,38 @@ pub async fn serve_store(
     Ok(())
 }
 
+/// The engine's options from the flags, and the flags and configuration
+/// for the status pages.
+pub fn query_settings(settings: &ServerSettings) -> QuerySettings {
+    let engine = EngineOptions {
+        lookback_delta_ms: i64::try_from(settings.query.lookback_delta.as_millis())
+            .unwrap_or(i64::MAX),
+        timeout: settings.query.timeout,
+        max_samples: settings.query.max_samples,
+        ..EngineOptions::default()
+    };
+    let config_yaml = match &settings.config_file {
+        Some(path) => std::fs::read_to_string(path).unwrap_or_else(|error| {
+            tracing::warn!(path = %path.display(), %error, "cannot read the configuration file");
+            String::new()
+        }),
+        None => DEFAULT_CONFIG_YAML.to_string(),
+    };
+    QuerySettings {
+        engine,
+        flags: settings.flags.clone(),
+        config_yaml,
+    }
+}
+
+/// What `/api/v1/status/config` shows when no `--config.file` is given:
+/// guardia then runs on flags alone, with nothing scraped and no rules.
+pub const DEFAULT_CONFIG_YAML: &str = "\
+# No --config.file given: guardia runs on its flags and built-in defaults.
+scrape_configs: []
+rule_files: []
+";
+
 /// Opens the store under `settings.storage_path` and serves until SIGINT/SIGTERM.
 pub async fn serve(settings: ServerSettings) -> Result<(), ServerError> {
     let store = open_store(&settings)?;
@@ -148,6 +186,10 @@ impl Store for Tsdb {
 
     fn render_metrics(&self, exposition: &mut Exposition) {
         Tsdb::render_metrics(self, exposition);
+    }
+
+    fn stats(&self) -> Option<crate::tsdb::TsdbStats> {
+        Some(Tsdb::stats(self))
     }
 }
 

@@ -9,6 +9,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 
 use crate::ingest::remote_write::RemoteWriteError;
+use crate::promql::QueryError;
 use crate::storage::StorageError;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,13 @@ pub enum ApiError {
     /// The store refuses writes (poisoned after a failed commit, or closing): 503.
     #[error("{0}")]
     Unavailable(String),
+    /// A query that parsed but cannot be evaluated, or needs too many
+    /// samples: 422 `execution`.
+    #[error("{0}")]
+    Execution(String),
+    /// A query that ran past its timeout: 503 `timeout`.
+    #[error("{0}")]
+    Timeout(String),
     /// Anything that is guardia's fault: 500.
     #[error("{0}")]
     Internal(String),
@@ -36,7 +44,8 @@ impl ApiError {
             ApiError::BadData(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Execution(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -47,6 +56,8 @@ impl ApiError {
             ApiError::BadData(_) | ApiError::PayloadTooLarge(_) => "bad_data",
             ApiError::UnsupportedMediaType(_) => "not_acceptable",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Execution(_) => "execution",
+            ApiError::Timeout(_) => "timeout",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -58,6 +69,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Execution(_) => "execution",
+            ApiError::Timeout(_) => "timeout",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -73,6 +86,23 @@ impl From<StorageError> for ApiError {
             StorageError::Backend(_) | StorageError::Corrupt(_) => {
                 ApiError::Internal(error.to_string())
             }
+        }
+    }
+}
+
+/// Prometheus's classes: a parse error is the `query` parameter's fault
+/// (400), evaluation failures and the sample limit are 422, timeouts 503.
+impl From<QueryError> for ApiError {
+    fn from(error: QueryError) -> ApiError {
+        match error {
+            QueryError::Parse { message } => {
+                ApiError::BadData(format!("invalid parameter \"query\": {message}"))
+            }
+            QueryError::Execution(_) | QueryError::TooManySamples => {
+                ApiError::Execution(error.to_string())
+            }
+            QueryError::Timeout => ApiError::Timeout(error.to_string()),
+            QueryError::Storage(storage) => ApiError::from(storage),
         }
     }
 }
