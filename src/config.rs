@@ -2,6 +2,8 @@
 //! embedded defaults. The YAML configuration file arrives with the scrape
 //! work; until then `--config.file` is accepted and checked to exist.
 
+pub mod file;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
