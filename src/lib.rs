@@ -44,6 +44,7 @@ pub mod config;
 pub mod ingest;
 pub mod model;
 pub mod promql;
+pub mod scrape;
 pub mod server;
 pub mod storage;
 pub mod telemetry;

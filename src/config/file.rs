@@ -608,15 +608,16 @@ pub fn parse_config(text: &str) -> Result<ConfigFile, ConfigFileError> {
 }
 
 fn syntax_error(error: serde_saphyr::Error) -> ConfigFileError {
+    let message = error.without_snippet().to_string();
+    let message = message.lines().next().unwrap_or("").trim().to_string();
     let location = match error.location() {
+        // The library's message may already end with the position.
+        _ if message.contains(" at line ") => String::new(),
         Some(location) if location.line() > 0 => {
             format!("line {}, column {}: ", location.line(), location.column())
         }
         _ => String::new(),
     };
-    let message = error.without_snippet().to_string();
-    // The library may already have put the position into the message.
-    let message = message.lines().next().unwrap_or("").trim().to_string();
     ConfigFileError::Syntax { location, message }
 }
 
@@ -1017,14 +1018,16 @@ mod tests {
     fn short_interval_caps_the_default_timeout() {
         let config = parse_config("global:\n  scrape_interval: 5s\nscrape_configs:\n  - job_name: a\n    scrape_interval: 1s\n").unwrap();
         assert_eq!(config.global.scrape_timeout, Duration::from_secs(5));
-        assert_eq!(config.scrape_configs[0].scrape_timeout, Duration::from_secs(1));
+        assert_eq!(
+            config.scrape_configs[0].scrape_timeout,
+            Duration::from_secs(1)
+        );
     }
 
     #[test]
     fn unknown_key_is_named_with_its_position() {
         let error = parse_config("global:\n  scrape_intervall: 5s\n").unwrap_err();
         let text = error.to_string();
-        eprintln!("{text}");
         assert!(text.contains("scrape_intervall"), "{text}");
         assert!(text.contains("line 2"), "{text}");
     }
@@ -1036,21 +1039,48 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(error.contains("kubernetes_sd_configs is not supported yet"), "{error}");
+        assert!(
+            error.contains("kubernetes_sd_configs is not supported yet"),
+            "{error}"
+        );
     }
 
     #[test]
     fn invalid_settings_are_refused() {
         for (text, needle) in [
-            ("scrape_configs:\n  - job_name: a\n  - job_name: a\n", "multiple scrape configs"),
-            ("scrape_configs:\n  - job_name: a\n    scrape_interval: 5s\n    scrape_timeout: 10s\n", "timeout greater"),
-            ("scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - action: hashmod\n        target_label: x\n", "modulus"),
-            ("scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - action: replace\n        target_label: '1x'\n", "invalid 'target_label'"),
-            ("scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - action: nope\n", "unknown relabel action"),
-            ("scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - regex: '('\n", "invalid relabel regex"),
-            ("scrape_configs:\n  - job_name: a\n    scheme: ftp\n", "invalid scheme"),
+            (
+                "scrape_configs:\n  - job_name: a\n  - job_name: a\n",
+                "multiple scrape configs",
+            ),
+            (
+                "scrape_configs:\n  - job_name: a\n    scrape_interval: 5s\n    scrape_timeout: 10s\n",
+                "timeout greater",
+            ),
+            (
+                "scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - action: hashmod\n        target_label: x\n",
+                "modulus",
+            ),
+            (
+                "scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - action: replace\n        target_label: '1x'\n",
+                "invalid 'target_label'",
+            ),
+            (
+                "scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - action: nope\n",
+                "unknown relabel action",
+            ),
+            (
+                "scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - regex: '('\n",
+                "invalid relabel regex",
+            ),
+            (
+                "scrape_configs:\n  - job_name: a\n    scheme: ftp\n",
+                "invalid scheme",
+            ),
             ("alerting: {}\n", "not supported yet"),
-            ("scrape_configs:\n  - job_name: a\n    static_configs:\n      - targets: ['http://x:1/metrics']\n", "not a valid hostname"),
+            (
+                "scrape_configs:\n  - job_name: a\n    static_configs:\n      - targets: ['http://x:1/metrics']\n",
+                "not a valid hostname",
+            ),
         ] {
             let error = parse_config(text).unwrap_err().to_string();
             assert!(error.contains(needle), "{text}: {error}");
