@@ -270,6 +270,29 @@ impl ScrapeManager {
         rows
     }
 
+    /// Reads `path` and applies it; on any error the running configuration
+    /// stays, the error is logged and returned, and the reload metrics say so.
+    pub fn reload_from_file(&self, path: &std::path::Path) -> Result<ConfigFile, String> {
+        let outcome = crate::config::file::load_file(path)
+            .map_err(|error| error.to_string())
+            .and_then(|config| {
+                self.apply_config(&config)
+                    .map(|()| config)
+                    .map_err(|error| error.to_string())
+            });
+        match &outcome {
+            Ok(_) => {
+                tracing::info!(file = %path.display(), "configuration loaded");
+                self.record_reload(true, self.clock.now_ms());
+            }
+            Err(error) => {
+                tracing::error!(file = %path.display(), %error, "configuration reload failed; keeping the previous configuration");
+                self.record_reload(false, self.clock.now_ms());
+            }
+        }
+        outcome
+    }
+
     /// Records the outcome of a configuration reload.
     pub fn record_reload(&self, successful: bool, now_ms: Timestamp) {
         self.reload_metrics
