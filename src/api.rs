@@ -8,6 +8,7 @@
 //! - [`series`] — `/api/v1/series`, `/api/v1/labels`, `/api/v1/label/{name}/values`
 //! - [`export`] — `/api/v1/export` (JSON lines, streamed)
 //! - [`status`] — `/-/healthy`, `/-/ready`, `/metrics`
+//! - [`targets`] — `/api/v1/targets`, `/api/v1/targets/metadata`, `/-/reload`
 //! - [`params`] — time, `match[]` and `limit` parameters as Prometheus reads them
 //! - [`error`] — the one place errors become HTTP responses
 //!
@@ -22,6 +23,7 @@ pub mod ingest;
 pub mod params;
 pub mod series;
 pub mod status;
+pub mod targets;
 pub mod write;
 
 use std::collections::BTreeMap;
@@ -62,6 +64,8 @@ struct ApiShared {
     clock: Arc<dyn Clock>,
     limits: IngestLimits,
     metrics: ApiMetrics,
+    /// Set once at start when scraping is configured.
+    scrape_hooks: std::sync::OnceLock<targets::ScrapeHooks>,
 }
 
 impl ApiState {
@@ -72,6 +76,7 @@ impl ApiState {
                 clock,
                 limits,
                 metrics: ApiMetrics::default(),
+                scrape_hooks: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -90,6 +95,15 @@ impl ApiState {
 
     pub fn metrics(&self) -> &ApiMetrics {
         &self.shared.metrics
+    }
+
+    /// Attaches the scrape manager; only the first call has an effect.
+    pub fn set_scrape_hooks(&self, hooks: targets::ScrapeHooks) {
+        let _ = self.shared.scrape_hooks.set(hooks);
+    }
+
+    pub fn scrape_hooks(&self) -> Option<&targets::ScrapeHooks> {
+        self.shared.scrape_hooks.get()
     }
 }
 
@@ -221,6 +235,15 @@ pub fn router(state: ApiState) -> Router {
         .route("/-/healthy", get(status::healthy).head(status::healthy))
         .route("/-/ready", get(status::ready).head(status::ready))
         .route("/metrics", get(status::metrics))
+        .route("/api/v1/targets", get(targets::targets_handler))
+        .route(
+            "/api/v1/targets/metadata",
+            get(targets::targets_metadata_handler),
+        )
+        .route(
+            "/-/reload",
+            post(targets::reload_handler).put(targets::reload_handler),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             track_request,

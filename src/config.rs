@@ -47,6 +47,8 @@ pub struct ServerSettings {
     pub retention: Retention,
     pub ingest: IngestLimits,
     pub config_file: Option<PathBuf>,
+    /// `--web.enable-lifecycle`: allow `POST /-/reload`.
+    pub enable_lifecycle: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

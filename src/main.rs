@@ -31,6 +31,45 @@ struct Cli {
 enum Command {
     /// Run the server (the default when no subcommand is given).
     Serve(ServeArgs),
+    /// Validate files, like promtool check.
+    #[command(subcommand)]
+    Check(CheckCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CheckCommand {
+    /// Check configuration files (SUCCESS / FAILED per file; exit 1 on any failure).
+    Config {
+        #[arg(required = true, value_name = "CONFIG_FILE")]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Runs `guardia check ...`; returns the process exit code.
+fn run_check(command: CheckCommand) -> i32 {
+    match command {
+        CheckCommand::Config { files } => {
+            let mut failed = false;
+            for file in files {
+                println!("Checking {}", file.display());
+                match guardia::scrape::check_config_file(&file) {
+                    Ok(config) => {
+                        println!(
+                            " SUCCESS: {} is valid guardia config file syntax ({} scrape configs)",
+                            file.display(),
+                            config.scrape_configs.len()
+                        );
+                    }
+                    Err(error) => {
+                        failed = true;
+                        eprintln!("  FAILED: {error}");
+                    }
+                }
+                println!();
+            }
+            i32::from(failed)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -52,6 +91,9 @@ struct ServeArgs {
     /// guardia configuration file (YAML).
     #[arg(long = "config.file", value_name = "PATH")]
     config_file: Option<PathBuf>,
+    /// Enable shutdown and reload over HTTP (`POST /-/reload`).
+    #[arg(long = "web.enable-lifecycle")]
+    enable_lifecycle: bool,
     /// Directory of the storage.
     #[arg(long = "storage.path", default_value = "data", value_name = "DIR")]
     storage_path: PathBuf,
@@ -121,6 +163,7 @@ impl ServeArgs {
                 max_series_per_request: self.max_series_per_request,
             },
             config_file: self.config_file.clone(),
+            enable_lifecycle: self.enable_lifecycle,
         })
     }
 }
@@ -145,6 +188,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let serve_args = match cli.command {
         Some(Command::Serve(args)) => args,
+        Some(Command::Check(command)) => std::process::exit(run_check(command)),
         None => cli.serve,
     };
     init_logging(serve_args.log_level, serve_args.log_format);

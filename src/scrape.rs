@@ -350,6 +350,48 @@ impl ScrapeManager {
     }
 }
 
+/// What `guardia check config` does: parse and validate the file, build
+/// every HTTP client (CA, certificate and key files must load), check that
+/// credential files exist and that file_sd files which exist parse.
+pub fn check_config_file(path: &std::path::Path) -> Result<ConfigFile, String> {
+    let config = crate::config::file::load_file(path).map_err(|error| error.to_string())?;
+    for job in &config.scrape_configs {
+        let in_job = |error: String| format!("job {:?}: {error}", job.job_name);
+        scrape_loop::build_client(&job.http_client, job.enable_compression)
+            .map_err(|error| in_job(error.to_string()))?;
+        let mut secret_files = Vec::new();
+        if let Some(basic) = &job.http_client.basic_auth {
+            secret_files.extend(basic.password_file.clone());
+        }
+        if let Some(authorization) = &job.http_client.authorization {
+            secret_files.extend(authorization.credentials_file.clone());
+        }
+        for file in secret_files {
+            if !file.is_file() {
+                return Err(in_job(format!(
+                    "error checking credentials file {}: no such file",
+                    file.display()
+                )));
+            }
+        }
+        for file_sd in &job.file_sd_configs {
+            for pattern in &file_sd.files {
+                for file in discovery::expand_file_pattern(pattern) {
+                    if let Ok(text) = std::fs::read_to_string(&file) {
+                        discovery::parse_target_file(&file, &text)
+                            .map_err(|error| in_job(error.to_string()))?;
+                    }
+                }
+            }
+        }
+        for http_sd in &job.http_sd_configs {
+            scrape_loop::build_client(&http_sd.http_client, true)
+                .map_err(|error| in_job(error.to_string()))?;
+        }
+    }
+    Ok(config)
+}
+
 /// Keeps a pool's loops in line with the latest groups of every provider.
 async fn run_pool_sync(
     context: LoopContext,
