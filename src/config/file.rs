@@ -241,41 +241,28 @@ impl RelabelConfig {
             action,
         };
         let name = action_name(action);
-        match action {
+        let needs_target = matches!(
+            action,
             RelabelAction::Replace
-            | RelabelAction::HashMod
-            | RelabelAction::Lowercase
-            | RelabelAction::Uppercase
-            | RelabelAction::KeepEqual
-            | RelabelAction::DropEqual => {
-                if !target_label_given || config.target_label.is_empty() {
-                    return Err(format!("relabel action {name} requires target_label"));
-                }
-            }
-            _ => {}
+                | RelabelAction::HashMod
+                | RelabelAction::Lowercase
+                | RelabelAction::Uppercase
+                | RelabelAction::KeepEqual
+                | RelabelAction::DropEqual
+        );
+        if needs_target && (!target_label_given || config.target_label.is_empty()) {
+            return Err(format!("relabel action {name} requires target_label"));
         }
-        match action {
-            RelabelAction::Replace => {
-                if !is_valid_target_label_template(&config.target_label) {
-                    return Err(format!(
-                        "{:?} is invalid 'target_label' for replace action",
-                        config.target_label
-                    ));
-                }
-            }
-            RelabelAction::Lowercase
-            | RelabelAction::Uppercase
-            | RelabelAction::HashMod
-            | RelabelAction::KeepEqual
-            | RelabelAction::DropEqual => {
-                if !crate::model::is_legacy_label_name(&config.target_label) {
-                    return Err(format!(
-                        "{:?} is invalid 'target_label' for {name} action",
-                        config.target_label
-                    ));
-                }
-            }
-            _ => {}
+        let target_is_valid = if action == RelabelAction::Replace {
+            is_valid_target_label_template(&config.target_label)
+        } else {
+            !needs_target || crate::model::is_legacy_label_name(&config.target_label)
+        };
+        if !target_is_valid {
+            return Err(format!(
+                "{:?} is invalid 'target_label' for {name} action",
+                config.target_label
+            ));
         }
         if action == RelabelAction::HashMod && config.modulus == 0 {
             return Err("relabel action hashmod requires a non-zero modulus".to_string());
@@ -989,7 +976,7 @@ pub fn validate_target_address(target: &str) -> Result<(), String> {
 
 fn humantime(duration: Duration) -> String {
     let millis = duration.as_millis();
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         format!("{}s", millis / 1000)
     } else {
         format!("{millis}ms")

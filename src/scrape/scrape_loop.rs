@@ -302,8 +302,12 @@ pub struct SeriesTracker {
     last_timestamp: Timestamp,
 }
 
+/// A sample ready to append: sorted label pairs, timestamp, value, and
+/// whether the timestamp came from the exposition.
+type ReadySample = (Vec<(String, String)>, Timestamp, f64, bool);
+
 struct ParsedScrape {
-    samples: Vec<(Vec<(String, String)>, Timestamp, f64, bool)>,
+    samples: Vec<ReadySample>,
     metadata: BTreeMap<String, MetricMetadata>,
     scraped: u64,
 }
