@@ -77,13 +77,17 @@ struct PoolShared {
 }
 
 impl Pool {
-    /// Stops discovery and every loop; the loops write staleness markers.
-    fn stop(self) -> Vec<tokio::task::JoinHandle<()>> {
+    /// Stops discovery and every loop; with `mark_stale` the loops write
+    /// staleness markers for their series.
+    fn stop(self, mark_stale: bool) -> Vec<tokio::task::JoinHandle<()>> {
         for task in &self.tasks {
             task.abort();
         }
         let loops = std::mem::take(&mut *self.shared.loops.lock());
-        loops.into_values().filter_map(LoopHandle::stop).collect()
+        loops
+            .into_values()
+            .filter_map(|handle| handle.stop(mark_stale))
+            .collect()
     }
 }
 
@@ -131,12 +135,15 @@ impl ScrapeManager {
             .collect();
         let existing: Vec<String> = pools.keys().cloned().collect();
         for name in existing {
-            let keep = wanted
-                .get(name.as_str())
+            let still_wanted = wanted.get(name.as_str());
+            let unchanged = still_wanted
                 .is_some_and(|job| pools.get(&name).is_some_and(|pool| *pool.config == **job));
-            if !keep && let Some(pool) = pools.remove(&name) {
-                tracing::info!(job = %name, "stopping scrape pool");
-                stopped.extend(pool.stop());
+            if !unchanged && let Some(pool) = pools.remove(&name) {
+                // A changed job's series continue under the new pool, as in
+                // Prometheus; a removed job's series end now.
+                let removed = still_wanted.is_none();
+                tracing::info!(job = %name, removed, "stopping scrape pool");
+                stopped.extend(pool.stop(removed));
             }
         }
         for (name, job) in wanted {
@@ -214,12 +221,13 @@ impl ScrapeManager {
         }
     }
 
-    /// Stops every pool and waits until their loops wrote staleness markers.
+    /// Stops every pool and waits for their loops to end. No staleness
+    /// markers: as in Prometheus, series resume after a restart.
     pub async fn shutdown(&self) {
         let pools = std::mem::take(&mut *self.pools.lock());
         let mut stopped = Vec::new();
         for (_, pool) in pools {
-            stopped.extend(pool.stop());
+            stopped.extend(pool.stop(false));
         }
         for task in stopped {
             let _ = task.await;
@@ -451,7 +459,7 @@ fn sync_loops(
     for identity in gone {
         if let Some(handle) = loops.remove(&identity) {
             tracing::info!(job = %config.job_name, target = %handle.target.scrape_url, "target removed");
-            handle.stop();
+            handle.stop(true);
         }
     }
     for (identity, scrape_target) in active {

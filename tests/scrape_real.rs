@@ -275,6 +275,56 @@ fn misbehaving_router() -> Router {
             get(|| async { "labelled_metric{a=\"1\",b=\"2\",c=\"3\",d=\"4\"} 1\n" }),
         )
         .route(
+            "/openmetrics",
+            get(|headers: axum::http::HeaderMap| async move {
+                let accept = headers
+                    .get("accept")
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                if !accept.starts_with("application/openmetrics-text;version=1.0.0") {
+                    return (
+                        axum::http::StatusCode::NOT_ACCEPTABLE,
+                        [("content-type", "text/plain")],
+                        String::new(),
+                    );
+                }
+                (
+                    axum::http::StatusCode::OK,
+                    [(
+                        "content-type",
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    "# TYPE om_metric gauge\nom_metric 5\n# EOF\n".to_string(),
+                )
+            }),
+        )
+        .route(
+            "/gzip",
+            get(|headers: axum::http::HeaderMap| async move {
+                use std::io::Write as _;
+                let wants_gzip = headers
+                    .get("accept-encoding")
+                    .and_then(|value| value.to_str().ok())
+                    .is_some_and(|value| value.contains("gzip"));
+                if !wants_gzip {
+                    return (
+                        axum::http::StatusCode::BAD_REQUEST,
+                        [("content-encoding", "identity")],
+                        Vec::new(),
+                    );
+                }
+                let mut encoder =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                encoder.write_all(b"zipped_metric 7\n").unwrap();
+                (
+                    axum::http::StatusCode::OK,
+                    [("content-encoding", "gzip")],
+                    encoder.finish().unwrap(),
+                )
+            }),
+        )
+        .route(
             "/conflict",
             get(|| async { "conflict_metric{job=\"inner\",instance=\"x\"} 1\n" }),
         )
@@ -324,6 +374,8 @@ async fn failing_targets_store_up_0_and_nothing_partial() {
         "/conflict",
         "    honor_labels: true\n",
     ));
+    yaml.push_str(&job_yaml("openmetrics", address, "/openmetrics", ""));
+    yaml.push_str(&job_yaml("gzip", address, "/gzip", ""));
     harness
         .manager
         .apply_config(&parse_config(&yaml).unwrap())
@@ -375,6 +427,24 @@ async fn failing_targets_store_up_0_and_nothing_partial() {
                 && h.last_value(&[("__name__", "up"), ("job", "honored")]) == Some(1.0)
         })
         .await;
+    for (job, metric, value) in [
+        ("openmetrics", "om_metric", 5.0),
+        ("gzip", "zipped_metric", 7.0),
+    ] {
+        harness
+            .wait_for(job, |h| {
+                let up = h.last_value(&[("__name__", "up"), ("job", job)]) == Some(1.0);
+                if !up && let Some(error) = h.target_error(job) {
+                    panic!("{job}: {error}");
+                }
+                up
+            })
+            .await;
+        assert_eq!(
+            harness.last_value(&[("__name__", metric), ("job", job)]),
+            Some(value)
+        );
+    }
     let conflict = harness.select(&[("__name__", "conflict_metric"), ("job", "conflict")]);
     assert_eq!(conflict.len(), 1);
     assert_eq!(conflict[0].labels.get("exported_job"), Some("inner"));

@@ -88,16 +88,19 @@ impl Default for TargetStatus {
 pub struct LoopHandle {
     pub target: ScrapeTarget,
     pub status: Arc<Mutex<TargetStatus>>,
-    stop: Option<oneshot::Sender<()>>,
+    /// Sends whether to write end-of-run staleness markers.
+    stop: Option<oneshot::Sender<bool>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl LoopHandle {
-    /// Asks the loop to end; it writes its staleness markers first. The
-    /// returned task completes when the loop is done.
-    pub fn stop(mut self) -> Option<tokio::task::JoinHandle<()>> {
+    /// Asks the loop to end. With `mark_stale` it first writes staleness
+    /// markers for all its series (the target is gone); without, its series
+    /// simply pause (shutdown, or a replacement loop takes over, as in
+    /// Prometheus). The returned task completes when the loop is done.
+    pub fn stop(mut self, mark_stale: bool) -> Option<tokio::task::JoinHandle<()>> {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(mark_stale);
         }
         self.task.take()
     }
@@ -106,7 +109,7 @@ impl LoopHandle {
 impl Drop for LoopHandle {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(true);
         }
     }
 }
@@ -590,7 +593,7 @@ async fn run_loop(
     target: ScrapeTarget,
     context: LoopContext,
     status: Arc<Mutex<TargetStatus>>,
-    mut stop: oneshot::Receiver<()>,
+    mut stop: oneshot::Receiver<bool>,
 ) {
     let delay = initial_delay_ms(target.identity, target.interval, context.clock.now_ms());
     tokio::select! {
@@ -601,16 +604,24 @@ async fn run_loop(
     // A scrape that overruns skips ticks rather than bunching them.
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut tracker = SeriesTracker::default();
+    // A dropped sender (pool task gone) counts as "target gone".
+    let mark_stale_at_end;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = &mut stop => break,
+            mark = &mut stop => {
+                mark_stale_at_end = mark.unwrap_or(true);
+                break;
+            }
         }
         let scrape_time = context.clock.now_ms();
         let started = Instant::now();
         let fetched = tokio::select! {
             fetched = fetch(&target, &context) => fetched,
-            _ = &mut stop => break,
+            mark = &mut stop => {
+                mark_stale_at_end = mark.unwrap_or(true);
+                break;
+            }
         };
         let duration_seconds = started.elapsed().as_secs_f64();
         let blocking_target = target.clone();
@@ -630,7 +641,7 @@ async fn run_loop(
         .await;
         let Ok((report, returned_tracker)) = stored else {
             tracing::error!(target = %target.scrape_url, "scrape worker failed");
-            break;
+            return;
         };
         tracker = returned_tracker;
         let mut current = status.lock();
@@ -651,6 +662,9 @@ async fn run_loop(
         if let Some(metadata) = report.metadata {
             current.metadata = metadata;
         }
+    }
+    if !mark_stale_at_end {
+        return;
     }
     let final_context = context.clone();
     let final_target = target.clone();
