@@ -494,19 +494,21 @@ fn store_scrape(
     let mut next_series: HashMap<u64, Vec<(String, String)>> = HashMap::new();
     let (error, metadata, scraped, post_relabel) = match parsed {
         Ok(parsed) => {
-            for (pairs, timestamp, value, explicit) in &parsed.samples {
-                if let Err(error) = append_pairs(appender.as_mut(), pairs, *timestamp, *value) {
+            let post = parsed.samples.len() as u64;
+            next_series.reserve(parsed.samples.len());
+            for (pairs, timestamp, value, explicit) in parsed.samples {
+                if let Err(error) = append_pairs(appender.as_mut(), &pairs, timestamp, value) {
                     tracing::debug!(%error, target = %target.scrape_url, "scraped sample refused");
                     continue;
                 }
-                if !*explicit || config.track_timestamps_staleness {
-                    next_series.insert(pairs_hash(pairs), pairs.clone());
+                if !explicit || config.track_timestamps_staleness {
+                    // Moved, not cloned: the pairs are not needed after the append.
+                    next_series.insert(pairs_hash(&pairs), pairs);
                 }
             }
             for (metric, metadata) in &parsed.metadata {
                 appender.set_metadata(metric, metadata);
             }
-            let post = parsed.samples.len() as u64;
             (None, Some(parsed.metadata), parsed.scraped, post)
         }
         Err(error) => (Some(error), None, 0, 0),
