@@ -13,6 +13,7 @@
 //! - [`query_json`] — Prometheus's JSON rendering of query results
 //! - [`metadata`] — `/api/v1/metadata`, `/api/v1/query_exemplars`
 //! - [`federate`] — `/federate` (latest sample per series, text exposition)
+//! - [`targets`] — `/api/v1/targets`, `/api/v1/targets/metadata`, `/-/reload`
 //! - [`params`] — time, `match[]` and `limit` parameters as Prometheus reads them
 //! - [`error`] — the one place errors become HTTP responses
 //!
@@ -31,6 +32,7 @@ pub mod query;
 pub mod query_json;
 pub mod series;
 pub mod status;
+pub mod targets;
 pub mod write;
 
 use std::collections::BTreeMap;
@@ -90,6 +92,8 @@ struct ApiShared {
     /// Clock reading when the state was built, for `runtimeinfo`.
     start_time_ms: i64,
     metrics: ApiMetrics,
+    /// Set once at start when scraping is configured.
+    scrape_hooks: std::sync::OnceLock<targets::ScrapeHooks>,
 }
 
 impl ApiState {
@@ -113,6 +117,7 @@ impl ApiState {
                 query,
                 start_time_ms,
                 metrics: ApiMetrics::default(),
+                scrape_hooks: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -139,6 +144,15 @@ impl ApiState {
 
     pub fn metrics(&self) -> &ApiMetrics {
         &self.shared.metrics
+    }
+
+    /// Attaches the scrape manager; only the first call has an effect.
+    pub fn set_scrape_hooks(&self, hooks: targets::ScrapeHooks) {
+        let _ = self.shared.scrape_hooks.set(hooks);
+    }
+
+    pub fn scrape_hooks(&self) -> Option<&targets::ScrapeHooks> {
+        self.shared.scrape_hooks.get()
     }
 }
 
@@ -297,6 +311,15 @@ pub fn router(state: ApiState) -> Router {
         .route("/-/healthy", get(status::healthy).head(status::healthy))
         .route("/-/ready", get(status::ready).head(status::ready))
         .route("/metrics", get(status::metrics))
+        .route("/api/v1/targets", get(targets::targets_handler))
+        .route(
+            "/api/v1/targets/metadata",
+            get(targets::targets_metadata_handler),
+        )
+        .route(
+            "/-/reload",
+            post(targets::reload_handler).put(targets::reload_handler),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             track_request,

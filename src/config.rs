@@ -2,6 +2,8 @@
 //! embedded defaults. The YAML configuration file arrives with the scrape
 //! work; until then `--config.file` is accepted and checked to exist.
 
+pub mod file;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -70,6 +72,8 @@ pub struct ServerSettings {
     pub query: QueryLimits,
     /// Every flag of the command line as given or defaulted, for `/api/v1/status/flags`.
     pub flags: BTreeMap<String, String>,
+    /// `--web.enable-lifecycle`: allow `POST /-/reload`.
+    pub enable_lifecycle: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

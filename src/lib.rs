@@ -12,7 +12,8 @@
 //!   (sample encodings, pure), [`ingest`] (text and remote_write decoders, pure)
 //! - layer 2: [`tsdb`] (head, redb tables, commit thread, retention; the only
 //!   module that touches redb)
-//! - layer 3: [`promql`] (evaluation over `storage::Querier`)
+//! - layer 3: [`promql`] (evaluation over `storage::Querier`), [`scrape`]
+//!   (target manager, discovery, relabeling, scrape loops, staleness)
 //! - layer 7: [`api`] (axum routes; the one place errors become HTTP)
 //! - layer 8: [`server`] (wiring, threads, shutdown) and `main.rs` (CLI)
 //!
@@ -44,6 +45,7 @@ pub mod config;
 pub mod ingest;
 pub mod model;
 pub mod promql;
+pub mod scrape;
 pub mod server;
 pub mod storage;
 pub mod telemetry;

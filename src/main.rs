@@ -40,6 +40,9 @@ enum Command {
     Query(QueryArgs),
     /// Evaluate a PromQL expression over a time range on a data directory.
     QueryRange(QueryRangeArgs),
+    /// Validate files, like promtool check.
+    #[command(subcommand)]
+    Check(CheckCommand),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -99,6 +102,9 @@ struct ServeArgs {
     /// guardia configuration file (YAML).
     #[arg(long = "config.file", value_name = "PATH")]
     config_file: Option<PathBuf>,
+    /// Enable shutdown and reload over HTTP (`POST /-/reload`).
+    #[arg(long = "web.enable-lifecycle")]
+    enable_lifecycle: bool,
     /// Directory of the storage.
     #[arg(long = "storage.path", default_value = "data", value_name = "DIR")]
     storage_path: PathBuf,
@@ -183,6 +189,7 @@ impl ServeArgs {
                 max_samples: self.query_max_samples,
             },
             flags: self.flags(),
+            enable_lifecycle: self.enable_lifecycle,
         })
     }
 
@@ -298,6 +305,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Serve(args)) => args,
         Some(Command::Query(args)) => return query_cli::run_instant(&args),
         Some(Command::QueryRange(args)) => return query_cli::run_range(&args),
+        Some(Command::Check(command)) => std::process::exit(run_check(command)),
         None => cli.serve,
     };
     init_logging(serve_args.log_level, serve_args.log_format);
@@ -605,6 +613,42 @@ mod logfmt {
         };
         let year = year_of_era + era * 400 + i64::from(month <= 2);
         (year, month, day)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum CheckCommand {
+    /// Check configuration files (SUCCESS / FAILED per file; exit 1 on any failure).
+    Config {
+        #[arg(required = true, value_name = "CONFIG_FILE")]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Runs `guardia check ...`; returns the process exit code.
+fn run_check(command: CheckCommand) -> i32 {
+    match command {
+        CheckCommand::Config { files } => {
+            let mut failed = false;
+            for file in files {
+                println!("Checking {}", file.display());
+                match guardia::scrape::check_config_file(&file) {
+                    Ok(config) => {
+                        println!(
+                            " SUCCESS: {} is valid guardia config file syntax ({} scrape configs)",
+                            file.display(),
+                            config.scrape_configs.len()
+                        );
+                    }
+                    Err(error) => {
+                        failed = true;
+                        eprintln!("  FAILED: {error}");
+                    }
+                }
+                println!();
+            }
+            i32::from(failed)
+        }
     }
 }
 

@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::api::targets::ScrapeHooks;
 use crate::api::{self, ApiState, QuerySettings, Store};
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServerSettings;
 use crate::promql::EngineOptions;
+use crate::scrape::ScrapeManager;
 use crate::telemetry::Exposition;
 use crate::tsdb::{Options, Tsdb};
 
@@ -33,6 +35,8 @@ pub enum ServerError {
     },
     #[error("HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
+    #[error("cannot load the configuration: {0}")]
+    Config(String),
     #[error("closing storage failed: {0}")]
     Close(String),
 }
@@ -79,6 +83,32 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Reloads the configuration file on every SIGHUP, as Prometheus does.
+async fn reload_on_sighup(manager: Arc<ScrapeManager>, config_file: Option<std::path::PathBuf>) {
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => signal,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGHUP");
+            return;
+        }
+    };
+    while hangup.recv().await.is_some() {
+        let Some(path) = config_file.clone() else {
+            tracing::warn!("SIGHUP received but no --config.file was given");
+            continue;
+        };
+        tracing::info!("SIGHUP received, reloading configuration");
+        let manager = manager.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let _ = tokio::task::spawn_blocking(move || {
+            let _entered = runtime.enter();
+            // Failures are logged and counted by the manager.
+            let _ = manager.reload_from_file(&path);
+        })
+        .await;
+    }
+}
+
 /// Serves `store` until `shutdown` resolves, then closes it.
 pub async fn serve_store(
     settings: &ServerSettings,
@@ -102,10 +132,25 @@ pub async fn serve_store(
     let api_store: Arc<dyn Store> = store.clone();
     let state = ApiState::with_query_settings(
         api_store,
-        clock,
+        clock.clone(),
         settings.ingest.clone(),
         query_settings(settings),
     );
+    let scrape_manager = ScrapeManager::new(store.clone(), clock.clone());
+    if let Some(path) = &settings.config_file {
+        scrape_manager
+            .reload_from_file(path)
+            .map_err(ServerError::Config)?;
+    }
+    state.set_scrape_hooks(ScrapeHooks {
+        manager: scrape_manager.clone(),
+        config_file: settings.config_file.clone(),
+        enable_lifecycle: settings.enable_lifecycle,
+    });
+    let reload_task = tokio::spawn(reload_on_sighup(
+        scrape_manager.clone(),
+        settings.config_file.clone(),
+    ));
     let router = api::router(state);
 
     let retention_store = store.clone();
@@ -130,6 +175,9 @@ pub async fn serve_store(
         .await;
     retention_task.abort();
     let _ = retention_task.await;
+    reload_task.abort();
+    tracing::info!("stopping scrape loops");
+    scrape_manager.shutdown().await;
     tracing::info!("HTTP server stopped; closing storage");
     let closing_store = store.clone();
     let closed = tokio::task::spawn_blocking(move || closing_store.close())

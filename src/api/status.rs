@@ -42,6 +42,9 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
     let mut exposition = Exposition::new();
     state.store().render_metrics(&mut exposition);
     state.metrics().render(&mut exposition);
+    if let Some(hooks) = state.scrape_hooks() {
+        hooks.manager.render_metrics(&mut exposition);
+    }
     render_process_metrics(&mut exposition);
     (
         StatusCode::OK,
