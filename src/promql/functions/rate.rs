@@ -132,7 +132,7 @@ pub(crate) fn extended_rate(
 }
 
 /// `irate`/`idelta` from the last two samples.
-fn instant_value(samples: &[Sample], is_rate: bool) -> Option<f64> {
+pub(crate) fn instant_value(samples: &[Sample], is_rate: bool) -> Option<f64> {
     if samples.len() < 2 {
         return None;
     }
