@@ -263,6 +263,7 @@ impl<'a> Evaluator<'a> {
             } else {
                 selector.matchers.or_matchers.iter().collect()
             };
+        let several_groups = groups.len() > 1;
         let mut result: Vec<Series> = Vec::new();
         for group in groups {
             let mut matchers = Vec::with_capacity(group.len() + 1);
@@ -284,13 +285,17 @@ impl<'a> Evaluator<'a> {
                 matchers.push(converted);
             }
             let series = self.querier.select(mint, maxt, &matchers)?;
-            for one in series {
-                if !result.iter().any(|existing| existing.labels == one.labels) {
-                    result.push(one);
-                }
+            if result.is_empty() {
+                result = series;
+            } else {
+                result.extend(series);
             }
         }
-        result.sort_by(|a, b| a.labels.cmp(&b.labels));
+        // Storage answers sorted by labels; only `or` groups need merging.
+        if several_groups || !result.is_sorted_by(|a, b| a.labels <= b.labels) {
+            result.sort_by(|a, b| a.labels.cmp(&b.labels));
+            result.dedup_by(|later, earlier| later.labels == earlier.labels);
+        }
         let total: usize = result.iter().map(|series| series.samples.len()).sum();
         self.count_samples(total)?;
         let shared = Rc::new(result);
