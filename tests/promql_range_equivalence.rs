@@ -168,6 +168,10 @@ fn instant_expression() -> impl Strategy<Value = String> {
             Just(" + "),
             Just(" / "),
             Just(" > "),
+            Just(" < bool "),
+            Just(" - on (mode, job) "),
+            Just(" * ignoring (instance) "),
+            Just(" != on (mode) "),
             Just(" and "),
             Just(" or "),
             Just(" unless "),
@@ -178,6 +182,12 @@ fn instant_expression() -> impl Strategy<Value = String> {
             (inner.clone(), binary, inner.clone())
                 .prop_map(|(left, operator, right)| format!("({left}){operator}({right})")),
             inner.clone().prop_map(|inner| format!("1 - ({inner})")),
+            inner.clone().prop_map(|inner| format!("({inner}) * 2")),
+            inner.clone().prop_map(|inner| format!("({inner}) > 20")),
+            inner
+                .clone()
+                .prop_map(|inner| format!("10 >= bool ({inner})")),
+            inner.clone().prop_map(|inner| format!("-({inner})")),
             inner.clone().prop_map(|inner| format!("topk(2, {inner})")),
             inner
                 .clone()
@@ -230,7 +240,7 @@ fn same_results(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
 
     #[test]
     fn range_evaluator_equals_step_evaluator(

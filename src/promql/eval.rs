@@ -638,8 +638,9 @@ impl<'a> Evaluator<'a> {
 
     /// Precomputes every maximal covered subtree of `expr` outside subqueries.
     fn fill_range_cache(&mut self, expr: &Expr) -> Result<(), QueryError> {
-        if range::is_covered(expr) {
-            let columns = range::columns(self, expr)?;
+        if range::is_covered(expr)
+            && let Some(columns) = range::columns(self, expr)?
+        {
             self.range_cache.insert(node_key(expr), columns);
             return Ok(());
         }
@@ -673,8 +674,7 @@ impl<'a> Evaluator<'a> {
 
     /// A covered expression at the top of a range query: its columns are
     /// the result's series.
-    fn range_result_from_columns(&mut self, expr: &Expr) -> Result<Value, QueryError> {
-        let columns = range::columns(self, expr)?;
+    fn range_result_from_columns(&mut self, columns: range::Columns) -> Result<Value, QueryError> {
         for (_, text) in &columns.infos {
             self.info(text.clone());
         }
@@ -797,8 +797,10 @@ impl<'a> Evaluator<'a> {
         }
         self.prepare_plan(expr);
         if self.use_range_columns {
-            if range::is_covered(expr) {
-                return self.range_result_from_columns(expr);
+            if range::is_covered(expr)
+                && let Some(columns) = range::columns(self, expr)?
+            {
+                return self.range_result_from_columns(columns);
             }
             self.fill_range_cache(expr)?;
         }

@@ -7,8 +7,11 @@
 //!
 //! What it covers: plain instant selectors, `rate`/`increase`/`delta`/
 //! `irate`/`idelta` over a plain range selector, and `sum`/`avg`/`count`/
-//! `group`/`min`/`max`/`stddev`/`stdvar` by/without over any covered node.
-//! "Plain" means no `@` and no `anchored`/`smoothed` modifier. Anything else
+//! `group`/`min`/`max`/`stddev`/`stdvar` by/without over any covered node,
+//! arithmetic and comparison operators between a covered node and a number,
+//! and one-to-one matching between two covered nodes (`on`/`ignoring`, no
+//! `group_*`); matching that could be ambiguous at some step is left to the
+//! step evaluator, which owns that error. "Plain" means no `@` and no `anchored`/`smoothed` modifier. Anything else
 //! is evaluated step by step as before; a covered subtree under an uncovered
 //! node is precomputed and handed out one step at a time through the
 //! evaluator's cache, so results are the same as the step evaluator's to the
@@ -17,13 +20,14 @@
 
 use std::collections::HashMap;
 
-use promql_parser::parser::{AggregateExpr, Call, Expr, LabelModifier, VectorSelector};
+use promql_parser::parser::{AggregateExpr, BinaryExpr, Call, Expr, LabelModifier, VectorSelector};
 
 use super::QueryError;
 use super::aggregate::{kahan_sum, mean, variance};
+use super::binary::{Cardinality, Matching, Operator, apply, result_labels};
 use super::durations::selector_modifier;
 use super::eval::{Evaluator, is_name_like, offset_ms};
-use super::functions::rate::{extrapolated_rate, instant_value};
+use super::functions::rate::{extrapolated_rate_checking_resets, instant_value};
 use super::value::Element;
 use crate::model::{Label, Labels, METRIC_NAME, Sample, is_stale_nan};
 
@@ -36,6 +40,9 @@ pub(crate) struct ColumnSeries {
     /// Per step: the position of the element in the step's vector (only
     /// aggregations, whose group order is that of first appearance).
     pub rank: Option<Vec<u32>>,
+    /// Values computed at the step (timestamp = step time); false for
+    /// selected samples, which keep their own timestamp.
+    pub computed: bool,
 }
 
 /// A covered node's value at every step of the range query.
@@ -57,7 +64,7 @@ impl Columns {
             };
             let element = Element {
                 labels: one.labels.clone(),
-                t: if one.rank.is_some() { ts } else { *t },
+                t: if one.computed { ts } else { *t },
                 v: *v,
                 drop_name: one.drop_name,
             };
@@ -92,6 +99,28 @@ pub(crate) fn is_covered(expr: &Expr) -> bool {
         Expr::Paren(paren) => is_covered(&paren.expr),
         Expr::VectorSelector(selector) => is_plain(selector),
         Expr::Call(call) => rate_argument(call).is_some(),
+        Expr::Binary(binary) => {
+            let Ok(operator) = Operator::parse(&binary.op.to_string()) else {
+                return false;
+            };
+            if operator.is_set() {
+                return false;
+            }
+            match (number_literal(&binary.lhs), number_literal(&binary.rhs)) {
+                (Some(_), None) => is_covered(&binary.rhs),
+                (None, Some(_)) => is_covered(&binary.lhs),
+                (None, None) => {
+                    let matching = Matching::from_expr(binary);
+                    matching.cardinality == Cardinality::OneToOne
+                        && matching.fill_left.is_none()
+                        && matching.fill_right.is_none()
+                        && matching.include.is_empty()
+                        && is_covered(&binary.lhs)
+                        && is_covered(&binary.rhs)
+                }
+                (Some(_), Some(_)) => false,
+            }
+        }
         Expr::Aggregate(aggregate) => {
             aggregate.param.is_none()
                 && matches!(
@@ -136,17 +165,187 @@ fn step_times(evaluator: &Evaluator<'_>) -> Vec<i64> {
     times
 }
 
-/// Evaluates a covered node for every step.
-pub(crate) fn columns(evaluator: &mut Evaluator<'_>, expr: &Expr) -> Result<Columns, QueryError> {
+/// A number literal, possibly in parentheses.
+fn number_literal(expr: &Expr) -> Option<f64> {
+    match unwrap_parens(expr) {
+        Expr::NumberLiteral(number) => Some(number.val),
+        _ => None,
+    }
+}
+
+/// Evaluates a covered node for every step. `None` when the data makes the
+/// node one this module leaves to the step evaluator (vector matching that
+/// could be ambiguous at some step, where the step evaluator owns the error).
+pub(crate) fn columns(
+    evaluator: &mut Evaluator<'_>,
+    expr: &Expr,
+) -> Result<Option<Columns>, QueryError> {
     match expr {
         Expr::Paren(paren) => columns(evaluator, &paren.expr),
-        Expr::VectorSelector(selector) => selector_columns(evaluator, selector),
+        Expr::VectorSelector(selector) => selector_columns(evaluator, selector).map(Some),
         Expr::Call(call) => match rate_argument(call) {
-            Some((selector, range)) => rate_columns(evaluator, call.func.name, selector, range),
+            Some((selector, range)) => {
+                rate_columns(evaluator, call.func.name, selector, range).map(Some)
+            }
             None => Err(QueryError::Execution("internal: uncovered call".into())),
         },
         Expr::Aggregate(aggregate) => aggregate_columns(evaluator, aggregate),
+        Expr::Binary(binary) => binary_columns(evaluator, binary),
         _ => Err(QueryError::Execution("internal: uncovered node".into())),
+    }
+}
+
+/// Infos of two operands in the order the step evaluator raises them: by
+/// step, the left operand's first.
+fn merge_infos(left: Vec<(usize, String)>, right: Vec<(usize, String)>) -> Vec<(usize, String)> {
+    let mut infos = left;
+    infos.extend(right);
+    infos.sort_by_key(|(step_index, _)| *step_index);
+    infos
+}
+
+fn binary_columns(
+    evaluator: &mut Evaluator<'_>,
+    binary: &BinaryExpr,
+) -> Result<Option<Columns>, QueryError> {
+    let operator = Operator::parse(&binary.op.to_string())?;
+    let return_bool = binary.return_bool();
+    let steps = step_times(evaluator);
+    if let Some(scalar) = number_literal(&binary.lhs) {
+        return Ok(columns(evaluator, &binary.rhs)?.map(|input| {
+            vector_scalar_columns(operator, input, scalar, true, return_bool, &steps)
+        }));
+    }
+    if let Some(scalar) = number_literal(&binary.rhs) {
+        return Ok(columns(evaluator, &binary.lhs)?.map(|input| {
+            vector_scalar_columns(operator, input, scalar, false, return_bool, &steps)
+        }));
+    }
+    let Some(left) = columns(evaluator, &binary.lhs)? else {
+        return Ok(None);
+    };
+    let Some(right) = columns(evaluator, &binary.rhs)? else {
+        return Ok(None);
+    };
+    let matching = Matching::from_expr(binary);
+    let mut right_by_group: HashMap<Labels, usize> = HashMap::with_capacity(right.series.len());
+    for (index, one) in right.series.iter().enumerate() {
+        if right_by_group
+            .insert(matching.group_labels(&one.labels), index)
+            .is_some()
+        {
+            return Ok(None);
+        }
+    }
+    let mut matched_left: Vec<Option<usize>> = Vec::with_capacity(left.series.len());
+    let mut left_groups: std::collections::HashSet<Labels> = std::collections::HashSet::new();
+    for one in &left.series {
+        let group = matching.group_labels(&one.labels);
+        let found = right_by_group.get(&group).copied();
+        if found.is_some() && !left_groups.insert(group) {
+            return Ok(None);
+        }
+        matched_left.push(found);
+    }
+    let drops_name = !operator.is_comparison() || return_bool;
+    let mut out = Vec::new();
+    for (left_series, right_index) in left.series.iter().zip(&matched_left) {
+        let Some(right_index) = right_index else {
+            continue;
+        };
+        let right_series = &right.series[*right_index];
+        let mut any = false;
+        let points: Vec<Option<(i64, f64)>> = steps
+            .iter()
+            .enumerate()
+            .map(|(step_index, ts)| {
+                let (Some((_, left_value)), Some((_, right_value))) = (
+                    left_series.points[step_index],
+                    right_series.points[step_index],
+                ) else {
+                    return None;
+                };
+                let (mut value, keep) = apply(operator, left_value, right_value);
+                if operator.is_comparison() && return_bool {
+                    value = if keep { 1.0 } else { 0.0 };
+                } else if !keep {
+                    return None;
+                }
+                any = true;
+                Some((*ts, value))
+            })
+            .collect();
+        if any {
+            out.push(ColumnSeries {
+                labels: result_labels(&left_series.labels, Some(&right_series.labels), &matching),
+                drop_name: left_series.drop_name || drops_name,
+                points,
+                rank: left_series.rank.clone(),
+                computed: true,
+            });
+        }
+    }
+    Ok(Some(Columns {
+        series: out,
+        infos: merge_infos(left.infos, right.infos),
+    }))
+}
+
+fn vector_scalar_columns(
+    operator: Operator,
+    input: Columns,
+    scalar: f64,
+    scalar_on_left: bool,
+    return_bool: bool,
+    steps: &[i64],
+) -> Columns {
+    let mut out = Vec::with_capacity(input.series.len());
+    for one in input.series {
+        let mut any = false;
+        let mut drop_name = true;
+        let points: Vec<Option<(i64, f64)>> = one
+            .points
+            .iter()
+            .zip(steps)
+            .map(|(point, ts)| {
+                let (_, element_value) = (*point)?;
+                let (left, right) = if scalar_on_left {
+                    (scalar, element_value)
+                } else {
+                    (element_value, scalar)
+                };
+                let (value, keep) = apply(operator, left, right);
+                let value = if operator.is_comparison() {
+                    if return_bool {
+                        if keep { 1.0 } else { 0.0 }
+                    } else if keep {
+                        element_value
+                    } else {
+                        return None;
+                    }
+                } else {
+                    value
+                };
+                any = true;
+                Some((*ts, value))
+            })
+            .collect();
+        if operator.is_comparison() && !return_bool {
+            drop_name = one.drop_name;
+        }
+        if any {
+            out.push(ColumnSeries {
+                labels: one.labels,
+                drop_name,
+                points,
+                rank: one.rank,
+                computed: true,
+            });
+        }
+    }
+    Columns {
+        series: out,
+        infos: input.infos,
     }
 }
 
@@ -189,6 +388,7 @@ fn selector_columns(
                 drop_name: false,
                 points,
                 rank: None,
+                computed: false,
             });
         }
     }
@@ -221,6 +421,17 @@ fn rate_columns(
         } else {
             &one.samples
         };
+        // resets_before[k]: counter resets between consecutive samples
+        // below index k, so a window's reset scan can be skipped when none.
+        let mut resets_before: Vec<u32> = Vec::with_capacity(live.len() + 1);
+        resets_before.push(0);
+        let mut resets = 0u32;
+        for (index, sample) in live.iter().enumerate() {
+            if index > 0 && sample.v < live[index - 1].v {
+                resets += 1;
+            }
+            resets_before.push(resets);
+        }
         let mut points = Vec::with_capacity(times.len());
         let (mut first, mut last) = (0usize, 0usize);
         let mut first_non_empty: Option<usize> = None;
@@ -242,10 +453,28 @@ fn rate_columns(
                 first_non_empty = Some(step_index);
             }
             let window = &live[first..last];
+            // Resets at pairs (j - 1, j) with first < j < last.
+            let may_have_resets = resets_before[last] != resets_before[first + 1];
             let value = match name {
-                "rate" => extrapolated_rate(window, window_end, range, true, true),
-                "increase" => extrapolated_rate(window, window_end, range, true, false),
-                "delta" => extrapolated_rate(window, window_end, range, false, false),
+                "rate" => extrapolated_rate_checking_resets(
+                    window,
+                    window_end,
+                    range,
+                    true,
+                    true,
+                    may_have_resets,
+                ),
+                "increase" => extrapolated_rate_checking_resets(
+                    window,
+                    window_end,
+                    range,
+                    true,
+                    false,
+                    may_have_resets,
+                ),
+                "delta" => extrapolated_rate_checking_resets(
+                    window, window_end, range, false, false, false,
+                ),
                 "irate" => instant_value(window, true),
                 _ => instant_value(window, false),
             };
@@ -268,6 +497,7 @@ fn rate_columns(
                 drop_name: true,
                 points,
                 rank: None,
+                computed: true,
             });
         }
     }
@@ -305,14 +535,16 @@ fn group_labels(labels: &Labels, without: bool, names: &[String]) -> Labels {
 fn aggregate_columns(
     evaluator: &mut Evaluator<'_>,
     aggregate: &AggregateExpr,
-) -> Result<Columns, QueryError> {
+) -> Result<Option<Columns>, QueryError> {
     let operator = aggregate.op.to_string();
     let (without, names): (bool, &[String]) = match &aggregate.modifier {
         Some(LabelModifier::Include(labels)) => (false, &labels.labels),
         Some(LabelModifier::Exclude(labels)) => (true, &labels.labels),
         None => (false, &[]),
     };
-    let input = columns(evaluator, &aggregate.expr)?;
+    let Some(input) = columns(evaluator, &aggregate.expr)? else {
+        return Ok(None);
+    };
     let steps = step_times(evaluator).len();
     let mut index_by_group: HashMap<Labels, usize> = HashMap::new();
     let mut group_keys: Vec<Labels> = Vec::new();
@@ -352,7 +584,7 @@ fn aggregate_columns(
                 members[group]
                     .iter()
                     .copied()
-                    .filter(|member| matches!(input.series[*member].points[step_index], Some(_))),
+                    .filter(|member| input.series[*member].points[step_index].is_some()),
             );
             if input_ranked {
                 ordered_members.sort_by_key(|member| input_rank(*member, step_index));
@@ -396,11 +628,12 @@ fn aggregate_columns(
                 drop_name,
                 points,
                 rank: Some(ranks),
+                computed: true,
             });
         }
     }
-    Ok(Columns {
+    Ok(Some(Columns {
         series: out,
         infos: input.infos,
-    })
+    }))
 }
