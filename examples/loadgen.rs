@@ -215,10 +215,7 @@ async fn main() -> anyhow::Result<()> {
         .pool_max_idle_per_host(args.connections)
         .timeout(Duration::from_secs(120))
         .build()?;
-    let url = format!(
-        "{}/api/v1/import/prometheus",
-        args.url.trim_end_matches('/')
-    );
+    let url = format!("{}/api/v1/import/prometheus", args.url.trim_end_matches('/'));
     let cpu_before = args.server_pid.map(process_cpu_seconds).transpose()?;
 
     let queue = Arc::new(std::sync::Mutex::new(bodies.into_iter().enumerate()));
@@ -231,10 +228,7 @@ async fn main() -> anyhow::Result<()> {
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             loop {
-                let next = queue
-                    .lock()
-                    .map_err(|_| anyhow::anyhow!("poisoned"))?
-                    .next();
+                let next = queue.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.next();
                 let Some((index, body)) = next else { break };
                 let sent = Instant::now();
                 let response = client.post(&url).body(body).send().await?;

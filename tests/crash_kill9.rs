@@ -42,10 +42,7 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
         {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "server at {base} never became ready"
-        );
+        assert!(Instant::now() < deadline, "server at {base} never became ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -67,13 +64,7 @@ fn value_for(writer: usize, timestamp: i64) -> f64 {
 
 type Acked = Arc<Mutex<BTreeMap<(usize, i64), f64>>>;
 
-async fn writer_loop(
-    client: reqwest::Client,
-    base: String,
-    writer: usize,
-    round: usize,
-    acked: Acked,
-) {
+async fn writer_loop(client: reqwest::Client, base: String, writer: usize, round: usize, acked: Acked) {
     let mut batch = 0i64;
     loop {
         let first = (round as i64) * 1_000_000_000 + batch * SAMPLES_PER_BODY as i64;
@@ -171,10 +162,7 @@ async fn acknowledged_samples_survive_kill_9() {
         wait_ready(&client, &base).await;
         let stored = export_all(&client, &base).await;
         let acked = acked.lock().expect("acked lock").clone();
-        assert!(
-            !acked.is_empty(),
-            "round {round}: nothing was acknowledged before the kill"
-        );
+        assert!(!acked.is_empty(), "round {round}: nothing was acknowledged before the kill");
         let mut missing = 0usize;
         for (key, value) in &acked {
             match stored.get(key) {
@@ -186,12 +174,7 @@ async fn acknowledged_samples_survive_kill_9() {
                 None => missing += 1,
             }
         }
-        assert_eq!(
-            missing,
-            0,
-            "round {round}: {missing} of {} acknowledged samples lost",
-            acked.len()
-        );
+        assert_eq!(missing, 0, "round {round}: {missing} of {} acknowledged samples lost", acked.len());
         restarted.kill().expect("stop the restarted server");
         restarted.wait().expect("reap");
     }
