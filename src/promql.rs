@@ -11,9 +11,12 @@
 //! windows out of that in memory, so a range query does not go back to
 //! storage per step. Subquery steps are memoised by absolute timestamp, which
 //! lets the windows of consecutive outer steps share their inner evaluations.
+//! For range queries, `range` evaluates the common subtrees (selectors, the
+//! rate family, simple aggregations) per series across all steps first, with
+//! sliding windows, and the step evaluator takes their values step by step.
 //!
 //! Code map: [`value`] (result and working types), `eval` (the step
-//! evaluator, selectors, subqueries), `binary` (operators and vector
+//! evaluator, selectors, subqueries), `range` (the per-series range path), `binary` (operators and vector
 //! matching), `aggregate`, `functions` (one file per family), `durations`
 //! (duration arithmetic inside `[...]` and after `offset`, which the parser
 //! crate does not know, rewritten before parsing).
@@ -23,6 +26,7 @@ mod binary;
 mod durations;
 mod eval;
 mod functions;
+mod range;
 pub mod value;
 
 use std::time::{Duration, Instant};
@@ -116,7 +120,7 @@ impl Engine {
         time_ms: i64,
         options: QueryOptions,
     ) -> Result<QueryResult, QueryError> {
-        self.run(queryable, expr, time_ms, time_ms, 0, options, false)
+        self.run(queryable, expr, time_ms, time_ms, 0, options, false, false)
     }
 
     /// Evaluates `expr` at `start_ms`, `start_ms + step_ms`, … up to `end_ms`.
@@ -129,23 +133,28 @@ impl Engine {
         step_ms: i64,
         options: QueryOptions,
     ) -> Result<QueryResult, QueryError> {
-        if step_ms <= 0 {
-            return Err(QueryError::Execution(
-                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
-            ));
-        }
-        if end_ms < start_ms {
-            return Err(QueryError::Execution(
-                "end timestamp must not be before start time".into(),
-            ));
-        }
-        // Prometheus's cap, which also bounds the memory of one query.
-        if (end_ms - start_ms) / step_ms > MAX_POINTS_PER_SERIES {
-            return Err(QueryError::Execution(
-                "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
-            ));
-        }
-        self.run(queryable, expr, start_ms, end_ms, step_ms, options, true)
+        check_range(start_ms, end_ms, step_ms)?;
+        self.run(
+            queryable, expr, start_ms, end_ms, step_ms, options, true, true,
+        )
+    }
+
+    /// `range_query` evaluated one step at a time, without the per-series
+    /// range evaluator: the reference the tests compare that evaluator with.
+    #[doc(hidden)]
+    pub fn range_query_step_by_step(
+        &self,
+        queryable: &dyn Queryable,
+        expr: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        options: QueryOptions,
+    ) -> Result<QueryResult, QueryError> {
+        check_range(start_ms, end_ms, step_ms)?;
+        self.run(
+            queryable, expr, start_ms, end_ms, step_ms, options, true, false,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -158,6 +167,7 @@ impl Engine {
         step_ms: i64,
         options: QueryOptions,
         is_range: bool,
+        use_range_columns: bool,
     ) -> Result<QueryResult, QueryError> {
         let deadline = Instant::now() + self.options.timeout;
         let prepared = durations::prepare(expr_text, step_ms, end_ms - start_ms)?;
@@ -178,6 +188,7 @@ impl Engine {
             deadline,
         };
         let mut evaluator = eval::Evaluator::new(querier.as_ref(), expr_text, &prepared, settings);
+        evaluator.use_range_columns = use_range_columns;
         let value = if is_range {
             evaluator.run_range(&expr)?
         } else {
@@ -190,4 +201,24 @@ impl Engine {
             infos,
         })
     }
+}
+
+fn check_range(start_ms: i64, end_ms: i64, step_ms: i64) -> Result<(), QueryError> {
+    if step_ms <= 0 {
+        return Err(QueryError::Execution(
+            "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+        ));
+    }
+    if end_ms < start_ms {
+        return Err(QueryError::Execution(
+            "end timestamp must not be before start time".into(),
+        ));
+    }
+    // Prometheus's cap, which also bounds the memory of one query.
+    if (end_ms - start_ms) / step_ms > MAX_POINTS_PER_SERIES {
+        return Err(QueryError::Execution(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
+        ));
+    }
+    Ok(())
 }

@@ -13,7 +13,7 @@ use super::value::{Element, StepValue};
 use crate::model::{Label, Labels};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Operator {
+pub(crate) enum Operator {
     Add,
     Sub,
     Mul,
@@ -33,7 +33,7 @@ enum Operator {
 }
 
 impl Operator {
-    fn parse(text: &str) -> Result<Operator, QueryError> {
+    pub(crate) fn parse(text: &str) -> Result<Operator, QueryError> {
         Ok(match text {
             "+" => Operator::Add,
             "-" => Operator::Sub,
@@ -59,7 +59,7 @@ impl Operator {
         })
     }
 
-    fn is_comparison(self) -> bool {
+    pub(crate) fn is_comparison(self) -> bool {
         matches!(
             self,
             Operator::Equal
@@ -71,14 +71,14 @@ impl Operator {
         )
     }
 
-    fn is_set(self) -> bool {
+    pub(crate) fn is_set(self) -> bool {
         matches!(self, Operator::And | Operator::Or | Operator::Unless)
     }
 }
 
 /// Applies an arithmetic or comparison operator to two floats. For
 /// comparisons the second value says whether the pair passes the filter.
-fn apply(operator: Operator, lhs: f64, rhs: f64) -> (f64, bool) {
+pub(crate) fn apply(operator: Operator, lhs: f64, rhs: f64) -> (f64, bool) {
     match operator {
         Operator::Add => (lhs + rhs, true),
         Operator::Sub => (lhs - rhs, true),
@@ -195,25 +195,25 @@ fn vector_scalar(
 }
 
 /// How two vectors are matched.
-struct Matching {
+pub(crate) struct Matching {
     /// `on(...)` when true, `ignoring(...)` (or nothing) when false.
-    on: bool,
-    names: Vec<String>,
-    cardinality: Cardinality,
-    include: Vec<String>,
-    fill_left: Option<f64>,
-    fill_right: Option<f64>,
+    pub(crate) on: bool,
+    pub(crate) names: Vec<String>,
+    pub(crate) cardinality: Cardinality,
+    pub(crate) include: Vec<String>,
+    pub(crate) fill_left: Option<f64>,
+    pub(crate) fill_right: Option<f64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Cardinality {
+pub(crate) enum Cardinality {
     OneToOne,
     ManyToOne,
     OneToMany,
 }
 
 impl Matching {
-    fn from_expr(expr: &BinaryExpr) -> Matching {
+    pub(crate) fn from_expr(expr: &BinaryExpr) -> Matching {
         let mut matching = Matching {
             on: false,
             names: Vec::new(),
@@ -251,7 +251,7 @@ impl Matching {
     }
 
     /// The labels that identify a match group.
-    fn group_labels(&self, labels: &Labels) -> Labels {
+    pub(crate) fn group_labels(&self, labels: &Labels) -> Labels {
         if self.on {
             Labels::new(
                 labels
@@ -462,7 +462,7 @@ fn vector_vector(
 }
 
 /// Labels of a result element, from the "many" side.
-fn result_labels(many: &Labels, one: Option<&Labels>, matching: &Matching) -> Labels {
+pub(crate) fn result_labels(many: &Labels, one: Option<&Labels>, matching: &Matching) -> Labels {
     let mut labels: Vec<Label> = if matching.cardinality == Cardinality::OneToOne {
         if matching.on {
             many.iter()

@@ -6,7 +6,7 @@ mod info;
 mod labels;
 mod math;
 mod over_time;
-mod rate;
+pub(crate) mod rate;
 mod time;
 
 use promql_parser::parser::{Call, Expr};

@@ -16,13 +16,26 @@ pub(crate) fn extrapolated_rate(
     is_counter: bool,
     is_rate: bool,
 ) -> Option<f64> {
+    extrapolated_rate_checking_resets(samples, window_end, range, is_counter, is_rate, true)
+}
+
+/// `extrapolated_rate` for a caller that may know the window holds no
+/// counter reset (`may_have_resets == false`), which skips the scan for them.
+pub(crate) fn extrapolated_rate_checking_resets(
+    samples: &[Sample],
+    window_end: i64,
+    range: i64,
+    is_counter: bool,
+    is_rate: bool,
+    may_have_resets: bool,
+) -> Option<f64> {
     if samples.len() < 2 {
         return None;
     }
     let first = samples[0];
     let last = samples[samples.len() - 1];
     let mut result = last.v - first.v;
-    if is_counter {
+    if is_counter && may_have_resets {
         for pair in samples.windows(2) {
             if pair[1].v < pair[0].v {
                 result += pair[0].v;
@@ -132,7 +145,7 @@ pub(crate) fn extended_rate(
 }
 
 /// `irate`/`idelta` from the last two samples.
-fn instant_value(samples: &[Sample], is_rate: bool) -> Option<f64> {
+pub(crate) fn instant_value(samples: &[Sample], is_rate: bool) -> Option<f64> {
     if samples.len() < 2 {
         return None;
     }

@@ -1,0 +1,639 @@
+//! The per-series range evaluator: for a range query, selected subtrees are
+//! evaluated once for all steps instead of once per step. A selector walks
+//! each series with one moving pointer (lookback) or two (a left-open window
+//! sliding over the decoded samples), so no window is copied and no label set
+//! is cloned or hashed per step; an aggregation computes its group of every
+//! series once and then folds member values step by step.
+//!
+//! What it covers: plain instant selectors, `rate`/`increase`/`delta`/
+//! `irate`/`idelta` over a plain range selector, and `sum`/`avg`/`count`/
+//! `group`/`min`/`max`/`stddev`/`stdvar` by/without over any covered node,
+//! arithmetic and comparison operators between a covered node and a number,
+//! and one-to-one matching between two covered nodes (`on`/`ignoring`, no
+//! `group_*`); matching that could be ambiguous at some step is left to the
+//! step evaluator, which owns that error. "Plain" means no `@` and no `anchored`/`smoothed` modifier. Anything else
+//! is evaluated step by step as before; a covered subtree under an uncovered
+//! node is precomputed and handed out one step at a time through the
+//! evaluator's cache, so results are the same as the step evaluator's to the
+//! bit (same operand order in every fold). Subqueries are never entered:
+//! their inner steps are not the query's steps.
+
+use std::collections::HashMap;
+
+use promql_parser::parser::{AggregateExpr, BinaryExpr, Call, Expr, LabelModifier, VectorSelector};
+
+use super::QueryError;
+use super::aggregate::{kahan_sum, mean, variance};
+use super::binary::{Cardinality, Matching, Operator, apply, result_labels};
+use super::durations::selector_modifier;
+use super::eval::{Evaluator, is_name_like, offset_ms};
+use super::functions::rate::{extrapolated_rate_checking_resets, instant_value};
+use super::value::Element;
+use crate::model::{Label, Labels, METRIC_NAME, Sample, is_stale_nan};
+
+/// One output series of a covered node: its value at every step.
+pub(crate) struct ColumnSeries {
+    pub labels: Labels,
+    pub drop_name: bool,
+    /// Per step: the element's timestamp and value, `None` where absent.
+    pub points: Vec<Option<(i64, f64)>>,
+    /// Per step: the position of the element in the step's vector (only
+    /// aggregations, whose group order is that of first appearance).
+    pub rank: Option<Vec<u32>>,
+    /// Values computed at the step (timestamp = step time); false for
+    /// selected samples, which keep their own timestamp.
+    pub computed: bool,
+}
+
+/// A covered node's value at every step of the range query.
+pub(crate) struct Columns {
+    pub series: Vec<ColumnSeries>,
+    /// Info annotations with the step at which the step evaluator would
+    /// first raise them, in its order, so they can be raised at that step.
+    pub infos: Vec<(usize, String)>,
+}
+
+impl Columns {
+    /// The instant vector at step `step_index`, in the step evaluator's order.
+    pub fn vector_at(&self, step_index: usize, ts: i64) -> Vec<Element> {
+        let mut ranked: Vec<(u32, Element)> = Vec::new();
+        let mut out = Vec::new();
+        for one in &self.series {
+            let Some(Some((t, v))) = one.points.get(step_index) else {
+                continue;
+            };
+            let element = Element {
+                labels: one.labels.clone(),
+                t: if one.computed { ts } else { *t },
+                v: *v,
+                drop_name: one.drop_name,
+            };
+            match &one.rank {
+                Some(ranks) => ranked.push((ranks[step_index], element)),
+                None => out.push(element),
+            }
+        }
+        if !ranked.is_empty() {
+            ranked.sort_by_key(|(rank, _)| *rank);
+            out.extend(ranked.into_iter().map(|(_, element)| element));
+        }
+        out
+    }
+}
+
+/// Strips parentheses.
+fn unwrap_parens(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Paren(paren) => unwrap_parens(&paren.expr),
+        other => other,
+    }
+}
+
+fn is_plain(selector: &VectorSelector) -> bool {
+    selector.at.is_none() && selector_modifier(selector).is_none()
+}
+
+/// Whether `expr` is a node this module evaluates for all steps at once.
+pub(crate) fn is_covered(expr: &Expr) -> bool {
+    match expr {
+        Expr::Paren(paren) => is_covered(&paren.expr),
+        Expr::VectorSelector(selector) => is_plain(selector),
+        Expr::Call(call) => rate_argument(call).is_some(),
+        Expr::Binary(binary) => {
+            let Ok(operator) = Operator::parse(&binary.op.to_string()) else {
+                return false;
+            };
+            if operator.is_set() {
+                return false;
+            }
+            match (number_literal(&binary.lhs), number_literal(&binary.rhs)) {
+                (Some(_), None) => is_covered(&binary.rhs),
+                (None, Some(_)) => is_covered(&binary.lhs),
+                (None, None) => {
+                    let matching = Matching::from_expr(binary);
+                    matching.cardinality == Cardinality::OneToOne
+                        && matching.fill_left.is_none()
+                        && matching.fill_right.is_none()
+                        && matching.include.is_empty()
+                        && is_covered(&binary.lhs)
+                        && is_covered(&binary.rhs)
+                }
+                (Some(_), Some(_)) => false,
+            }
+        }
+        Expr::Aggregate(aggregate) => {
+            aggregate.param.is_none()
+                && matches!(
+                    aggregate.op.to_string().as_str(),
+                    "sum" | "avg" | "count" | "group" | "min" | "max" | "stddev" | "stdvar"
+                )
+                && is_covered(&aggregate.expr)
+        }
+        _ => false,
+    }
+}
+
+/// The plain range selector of a covered rate-family call.
+fn rate_argument(call: &Call) -> Option<(&VectorSelector, i64)> {
+    if !matches!(
+        call.func.name,
+        "rate" | "increase" | "delta" | "irate" | "idelta"
+    ) || call.args.args.len() != 1
+    {
+        return None;
+    }
+    match unwrap_parens(&call.args.args[0]) {
+        Expr::MatrixSelector(matrix) if is_plain(&matrix.vs) => {
+            Some((&matrix.vs, matrix.range.as_millis() as i64))
+        }
+        _ => None,
+    }
+}
+
+/// Step timestamps of the query.
+fn step_times(evaluator: &Evaluator<'_>) -> Vec<i64> {
+    let settings = &evaluator.settings;
+    let mut times = Vec::new();
+    let mut ts = settings.start;
+    while ts <= settings.end {
+        times.push(ts);
+        ts = match ts.checked_add(settings.step) {
+            Some(next) => next,
+            None => break,
+        };
+    }
+    times
+}
+
+/// A number literal, possibly in parentheses.
+fn number_literal(expr: &Expr) -> Option<f64> {
+    match unwrap_parens(expr) {
+        Expr::NumberLiteral(number) => Some(number.val),
+        _ => None,
+    }
+}
+
+/// Evaluates a covered node for every step. `None` when the data makes the
+/// node one this module leaves to the step evaluator (vector matching that
+/// could be ambiguous at some step, where the step evaluator owns the error).
+pub(crate) fn columns(
+    evaluator: &mut Evaluator<'_>,
+    expr: &Expr,
+) -> Result<Option<Columns>, QueryError> {
+    match expr {
+        Expr::Paren(paren) => columns(evaluator, &paren.expr),
+        Expr::VectorSelector(selector) => selector_columns(evaluator, selector).map(Some),
+        Expr::Call(call) => match rate_argument(call) {
+            Some((selector, range)) => {
+                rate_columns(evaluator, call.func.name, selector, range).map(Some)
+            }
+            None => Err(QueryError::Execution("internal: uncovered call".into())),
+        },
+        Expr::Aggregate(aggregate) => aggregate_columns(evaluator, aggregate),
+        Expr::Binary(binary) => binary_columns(evaluator, binary),
+        _ => Err(QueryError::Execution("internal: uncovered node".into())),
+    }
+}
+
+/// Infos of two operands in the order the step evaluator raises them: by
+/// step, the left operand's first.
+fn merge_infos(left: Vec<(usize, String)>, right: Vec<(usize, String)>) -> Vec<(usize, String)> {
+    let mut infos = left;
+    infos.extend(right);
+    infos.sort_by_key(|(step_index, _)| *step_index);
+    infos
+}
+
+fn binary_columns(
+    evaluator: &mut Evaluator<'_>,
+    binary: &BinaryExpr,
+) -> Result<Option<Columns>, QueryError> {
+    let operator = Operator::parse(&binary.op.to_string())?;
+    let return_bool = binary.return_bool();
+    let steps = step_times(evaluator);
+    if let Some(scalar) = number_literal(&binary.lhs) {
+        return Ok(columns(evaluator, &binary.rhs)?.map(|input| {
+            vector_scalar_columns(operator, input, scalar, true, return_bool, &steps)
+        }));
+    }
+    if let Some(scalar) = number_literal(&binary.rhs) {
+        return Ok(columns(evaluator, &binary.lhs)?.map(|input| {
+            vector_scalar_columns(operator, input, scalar, false, return_bool, &steps)
+        }));
+    }
+    let Some(left) = columns(evaluator, &binary.lhs)? else {
+        return Ok(None);
+    };
+    let Some(right) = columns(evaluator, &binary.rhs)? else {
+        return Ok(None);
+    };
+    let matching = Matching::from_expr(binary);
+    let mut right_by_group: HashMap<Labels, usize> = HashMap::with_capacity(right.series.len());
+    for (index, one) in right.series.iter().enumerate() {
+        if right_by_group
+            .insert(matching.group_labels(&one.labels), index)
+            .is_some()
+        {
+            return Ok(None);
+        }
+    }
+    let mut matched_left: Vec<Option<usize>> = Vec::with_capacity(left.series.len());
+    let mut left_groups: std::collections::HashSet<Labels> = std::collections::HashSet::new();
+    for one in &left.series {
+        let group = matching.group_labels(&one.labels);
+        let found = right_by_group.get(&group).copied();
+        if found.is_some() && !left_groups.insert(group) {
+            return Ok(None);
+        }
+        matched_left.push(found);
+    }
+    let drops_name = !operator.is_comparison() || return_bool;
+    let mut out = Vec::new();
+    for (left_series, right_index) in left.series.iter().zip(&matched_left) {
+        let Some(right_index) = right_index else {
+            continue;
+        };
+        let right_series = &right.series[*right_index];
+        let mut any = false;
+        let points: Vec<Option<(i64, f64)>> = steps
+            .iter()
+            .enumerate()
+            .map(|(step_index, ts)| {
+                let (Some((_, left_value)), Some((_, right_value))) = (
+                    left_series.points[step_index],
+                    right_series.points[step_index],
+                ) else {
+                    return None;
+                };
+                let (mut value, keep) = apply(operator, left_value, right_value);
+                if operator.is_comparison() && return_bool {
+                    value = if keep { 1.0 } else { 0.0 };
+                } else if !keep {
+                    return None;
+                }
+                any = true;
+                Some((*ts, value))
+            })
+            .collect();
+        if any {
+            out.push(ColumnSeries {
+                labels: result_labels(&left_series.labels, Some(&right_series.labels), &matching),
+                drop_name: left_series.drop_name || drops_name,
+                points,
+                rank: left_series.rank.clone(),
+                computed: true,
+            });
+        }
+    }
+    Ok(Some(Columns {
+        series: out,
+        infos: merge_infos(left.infos, right.infos),
+    }))
+}
+
+fn vector_scalar_columns(
+    operator: Operator,
+    input: Columns,
+    scalar: f64,
+    scalar_on_left: bool,
+    return_bool: bool,
+    steps: &[i64],
+) -> Columns {
+    let mut out = Vec::with_capacity(input.series.len());
+    for one in input.series {
+        let mut any = false;
+        let mut drop_name = true;
+        let points: Vec<Option<(i64, f64)>> = one
+            .points
+            .iter()
+            .zip(steps)
+            .map(|(point, ts)| {
+                let (_, element_value) = (*point)?;
+                let (left, right) = if scalar_on_left {
+                    (scalar, element_value)
+                } else {
+                    (element_value, scalar)
+                };
+                let (value, keep) = apply(operator, left, right);
+                let value = if operator.is_comparison() {
+                    if return_bool {
+                        if keep { 1.0 } else { 0.0 }
+                    } else if keep {
+                        element_value
+                    } else {
+                        return None;
+                    }
+                } else {
+                    value
+                };
+                any = true;
+                Some((*ts, value))
+            })
+            .collect();
+        if operator.is_comparison() && !return_bool {
+            drop_name = one.drop_name;
+        }
+        if any {
+            out.push(ColumnSeries {
+                labels: one.labels,
+                drop_name,
+                points,
+                rank: one.rank,
+                computed: true,
+            });
+        }
+    }
+    Columns {
+        series: out,
+        infos: input.infos,
+    }
+}
+
+fn selector_columns(
+    evaluator: &mut Evaluator<'_>,
+    selector: &VectorSelector,
+) -> Result<Columns, QueryError> {
+    let series = evaluator.select(selector)?;
+    let times = step_times(evaluator);
+    let offset = offset_ms(&selector.offset);
+    let lookback = evaluator.settings.lookback;
+    let mut out = Vec::with_capacity(series.len());
+    for one in series.iter() {
+        evaluator.check_deadline()?;
+        let samples = &one.samples;
+        let mut points = Vec::with_capacity(times.len());
+        let mut after = 0usize;
+        let mut any = false;
+        for ts in &times {
+            let reference = ts - offset;
+            while after < samples.len() && samples[after].t <= reference {
+                after += 1;
+            }
+            let point = if after == 0 {
+                None
+            } else {
+                let sample = samples[after - 1];
+                if sample.t <= reference - lookback || is_stale_nan(sample.v) {
+                    None
+                } else {
+                    Some((sample.t, sample.v))
+                }
+            };
+            any |= point.is_some();
+            points.push(point);
+        }
+        if any {
+            out.push(ColumnSeries {
+                labels: one.labels.clone(),
+                drop_name: false,
+                points,
+                rank: None,
+                computed: false,
+            });
+        }
+    }
+    Ok(Columns {
+        series: out,
+        infos: Vec::new(),
+    })
+}
+
+fn rate_columns(
+    evaluator: &mut Evaluator<'_>,
+    name: &str,
+    selector: &VectorSelector,
+    range: i64,
+) -> Result<Columns, QueryError> {
+    let series = evaluator.select(selector)?;
+    let times = step_times(evaluator);
+    let offset = offset_ms(&selector.offset);
+    let checks_counter = matches!(name, "rate" | "increase");
+    // (first step with a non-empty window, series index, metric name)
+    let mut not_counter: Vec<(usize, usize, String)> = Vec::new();
+    let mut out = Vec::with_capacity(series.len());
+    let mut live_buffer: Vec<Sample> = Vec::new();
+    for (series_index, one) in series.iter().enumerate() {
+        evaluator.check_deadline()?;
+        let live: &[Sample] = if one.samples.iter().any(|sample| is_stale_nan(sample.v)) {
+            live_buffer.clear();
+            live_buffer.extend(one.samples.iter().filter(|sample| !is_stale_nan(sample.v)));
+            &live_buffer
+        } else {
+            &one.samples
+        };
+        // resets_before[k]: counter resets between consecutive samples
+        // below index k, so a window's reset scan can be skipped when none.
+        let mut resets_before: Vec<u32> = Vec::with_capacity(live.len() + 1);
+        resets_before.push(0);
+        let mut resets = 0u32;
+        for (index, sample) in live.iter().enumerate() {
+            if index > 0 && sample.v < live[index - 1].v {
+                resets += 1;
+            }
+            resets_before.push(resets);
+        }
+        let mut points = Vec::with_capacity(times.len());
+        let (mut first, mut last) = (0usize, 0usize);
+        let mut first_non_empty: Option<usize> = None;
+        let mut any = false;
+        for (step_index, ts) in times.iter().enumerate() {
+            let window_end = ts - offset;
+            let window_start = window_end - range;
+            while first < live.len() && live[first].t <= window_start {
+                first += 1;
+            }
+            while last < live.len() && live[last].t <= window_end {
+                last += 1;
+            }
+            if first >= last {
+                points.push(None);
+                continue;
+            }
+            if first_non_empty.is_none() {
+                first_non_empty = Some(step_index);
+            }
+            let window = &live[first..last];
+            // Resets at pairs (j - 1, j) with first < j < last.
+            let may_have_resets = resets_before[last] != resets_before[first + 1];
+            let value = match name {
+                "rate" => extrapolated_rate_checking_resets(
+                    window,
+                    window_end,
+                    range,
+                    true,
+                    true,
+                    may_have_resets,
+                ),
+                "increase" => extrapolated_rate_checking_resets(
+                    window,
+                    window_end,
+                    range,
+                    true,
+                    false,
+                    may_have_resets,
+                ),
+                "delta" => extrapolated_rate_checking_resets(
+                    window, window_end, range, false, false, false,
+                ),
+                "irate" => instant_value(window, true),
+                _ => instant_value(window, false),
+            };
+            let point = value.map(|v| (*ts, v));
+            any |= point.is_some();
+            points.push(point);
+        }
+        if checks_counter
+            && let Some(step_index) = first_non_empty
+            && let Some(metric) = one.labels.get(METRIC_NAME)
+            && !["_total", "_sum", "_count", "_bucket"]
+                .iter()
+                .any(|suffix| metric.ends_with(suffix))
+        {
+            not_counter.push((step_index, series_index, metric.to_string()));
+        }
+        if any {
+            out.push(ColumnSeries {
+                labels: one.labels.clone(),
+                drop_name: true,
+                points,
+                rank: None,
+                computed: true,
+            });
+        }
+    }
+    // The step evaluator notes metrics in the order it meets them: by step,
+    // then by series.
+    not_counter.sort();
+    let mut infos = Vec::with_capacity(not_counter.len());
+    for (step_index, _, metric) in not_counter {
+        let position = evaluator.argument_position(name, 0);
+        infos.push((
+            step_index,
+            format!(
+                "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?} {position}"
+            ),
+        ));
+    }
+    Ok(Columns { series: out, infos })
+}
+
+fn group_labels(labels: &Labels, without: bool, names: &[String]) -> Labels {
+    let kept: Vec<Label> = labels
+        .iter()
+        .filter(|label| {
+            if without {
+                !is_name_like(&label.name) && !names.contains(&label.name)
+            } else {
+                names.contains(&label.name)
+            }
+        })
+        .cloned()
+        .collect();
+    Labels::new(kept)
+}
+
+fn aggregate_columns(
+    evaluator: &mut Evaluator<'_>,
+    aggregate: &AggregateExpr,
+) -> Result<Option<Columns>, QueryError> {
+    let operator = aggregate.op.to_string();
+    let (without, names): (bool, &[String]) = match &aggregate.modifier {
+        Some(LabelModifier::Include(labels)) => (false, &labels.labels),
+        Some(LabelModifier::Exclude(labels)) => (true, &labels.labels),
+        None => (false, &[]),
+    };
+    let Some(input) = columns(evaluator, &aggregate.expr)? else {
+        return Ok(None);
+    };
+    let steps = step_times(evaluator).len();
+    let mut index_by_group: HashMap<Labels, usize> = HashMap::new();
+    let mut group_keys: Vec<Labels> = Vec::new();
+    let mut members: Vec<Vec<usize>> = Vec::new();
+    for (series_index, one) in input.series.iter().enumerate() {
+        let key = group_labels(&one.labels, without, names);
+        let group = match index_by_group.get(&key) {
+            Some(group) => *group,
+            None => {
+                index_by_group.insert(key.clone(), group_keys.len());
+                group_keys.push(key);
+                members.push(Vec::new());
+                group_keys.len() - 1
+            }
+        };
+        members[group].push(series_index);
+    }
+    // The input's step order: a series' position in the step vector.
+    let input_rank = |series_index: usize, step_index: usize| -> u32 {
+        match &input.series[series_index].rank {
+            Some(ranks) => ranks[step_index],
+            None => series_index as u32,
+        }
+    };
+    let input_ranked = input.series.iter().any(|one| one.rank.is_some());
+    let mut out = Vec::with_capacity(group_keys.len());
+    let mut values: Vec<f64> = Vec::new();
+    let mut ordered_members: Vec<usize> = Vec::new();
+    for (group, key) in group_keys.into_iter().enumerate() {
+        evaluator.check_deadline()?;
+        let mut points = Vec::with_capacity(steps);
+        let mut ranks = Vec::with_capacity(steps);
+        let mut any = false;
+        for step_index in 0..steps {
+            ordered_members.clear();
+            ordered_members.extend(
+                members[group]
+                    .iter()
+                    .copied()
+                    .filter(|member| input.series[*member].points[step_index].is_some()),
+            );
+            if input_ranked {
+                ordered_members.sort_by_key(|member| input_rank(*member, step_index));
+            }
+            let Some(first_member) = ordered_members.first() else {
+                points.push(None);
+                ranks.push(u32::MAX);
+                continue;
+            };
+            ranks.push(input_rank(*first_member, step_index));
+            values.clear();
+            values.extend(
+                ordered_members
+                    .iter()
+                    .filter_map(|member| input.series[*member].points[step_index])
+                    .map(|(_, v)| v),
+            );
+            let value = match operator.as_str() {
+                "sum" => kahan_sum(&values),
+                "avg" => mean(&values),
+                "count" => values.len() as f64,
+                "group" => 1.0,
+                "min" => values.iter().copied().fold(f64::NAN, |acc, v| {
+                    if acc.is_nan() || v < acc { v } else { acc }
+                }),
+                "max" => values.iter().copied().fold(f64::NAN, |acc, v| {
+                    if acc.is_nan() || v > acc { v } else { acc }
+                }),
+                "stddev" => variance(&values).sqrt(),
+                _ => variance(&values),
+            };
+            any = true;
+            points.push(Some((0, value)));
+        }
+        if any {
+            let drop_name = members[group]
+                .iter()
+                .any(|member| input.series[*member].drop_name);
+            out.push(ColumnSeries {
+                labels: key,
+                drop_name,
+                points,
+                rank: Some(ranks),
+                computed: true,
+            });
+        }
+    }
+    Ok(Some(Columns {
+        series: out,
+        infos: input.infos,
+    }))
+}
