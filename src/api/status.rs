@@ -139,7 +139,7 @@ pub async fn buildinfo() -> Response {
 /// `/api/v1/status/runtimeinfo` with Prometheus's keys; the Go runtime
 /// figures become their nearest equivalents (threads, available cores).
 pub async fn runtimeinfo(State(state): State<ApiState>) -> Response {
-    let start_time = rfc3339_millis(state.start_time_ms());
+    let start_time = crate::model::format_rfc3339_millis(state.start_time_ms());
     let working_directory = std::env::current_dir()
         .map(|path| path.display().to_string())
         .unwrap_or_default();
@@ -294,35 +294,6 @@ pub fn tsdb_status_json(series: &[Labels], stats: Option<TsdbStats>, limit: usiz
     })
 }
 
-/// UTC wall time as RFC 3339 with milliseconds.
-pub fn rfc3339_millis(millis: i64) -> String {
-    let seconds = millis.div_euclid(1000);
-    let days = seconds.div_euclid(86_400);
-    let second_of_day = seconds.rem_euclid(86_400);
-    // Howard Hinnant's civil-from-days.
-    let shifted = days + 719_468;
-    let era = shifted.div_euclid(146_097);
-    let day_of_era = shifted - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        second_of_day / 3600,
-        second_of_day % 3600 / 60,
-        second_of_day % 60,
-        millis.rem_euclid(1000)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,11 +301,17 @@ mod tests {
     #[test]
     fn times_render_as_rfc3339() {
         assert_eq!(
-            rfc3339_millis(1_700_000_000_123),
+            crate::model::format_rfc3339_millis(1_700_000_000_123),
             "2023-11-14T22:13:20.123Z"
         );
-        assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_millis(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(
+            crate::model::format_rfc3339_millis(0),
+            "1970-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            crate::model::format_rfc3339_millis(-1),
+            "1969-12-31T23:59:59.999Z"
+        );
     }
 
     #[test]

@@ -55,34 +55,10 @@ fn format_interval(millis: u64) -> String {
 
 /// RFC 3339 in UTC with milliseconds; Go's zero time when never scraped.
 pub fn format_rfc3339(timestamp: Option<Timestamp>) -> String {
-    let Some(millis) = timestamp else {
-        return "0001-01-01T00:00:00Z".into();
-    };
-    let seconds = millis.div_euclid(1000);
-    let days = seconds.div_euclid(86_400);
-    let second_of_day = seconds.rem_euclid(86_400);
-    // Days to civil date (Howard Hinnant's algorithm).
-    let shifted = days + 719_468;
-    let era = shifted.div_euclid(146_097);
-    let day_of_era = shifted - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        second_of_day / 3600,
-        second_of_day % 3600 / 60,
-        second_of_day % 60,
-        millis.rem_euclid(1000)
-    )
+    match timestamp {
+        Some(millis) => crate::model::format_rfc3339_millis(millis),
+        None => "0001-01-01T00:00:00Z".into(),
+    }
 }
 
 fn hooks(state: &ApiState) -> Option<&ScrapeHooks> {
