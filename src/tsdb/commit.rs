@@ -85,6 +85,18 @@ pub struct CommitState {
     pub open_chunks_by_first_seq: BTreeMap<u64, u32>,
 }
 
+impl CommitState {
+    /// The oldest log sequence an open chunk still needs; records below it
+    /// can be truncated. `next_log_seq` when no open chunk needs the log.
+    fn oldest_needed_log_seq(&self, next_log_seq: u64) -> u64 {
+        self.open_chunks_by_first_seq
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(next_log_seq)
+    }
+}
+
 pub struct Settings {
     pub flush_interval: Duration,
     pub open_chunk_max_age: Duration,
@@ -663,13 +675,7 @@ impl CommitThread {
         }
         let record_written = !self.record.is_empty();
         let next_log_seq = if record_written { seq + 1 } else { seq };
-        let oldest_needed = self
-            .state
-            .open_chunks_by_first_seq
-            .keys()
-            .next()
-            .copied()
-            .unwrap_or(next_log_seq);
+        let oldest_needed = self.state.oldest_needed_log_seq(next_log_seq);
         let record = (record_written && oldest_needed <= seq).then(|| self.record.finish());
 
         let mut transaction = self
@@ -913,13 +919,7 @@ impl CommitThread {
                 );
             }
         }
-        let oldest_needed = self
-            .state
-            .open_chunks_by_first_seq
-            .keys()
-            .next()
-            .copied()
-            .unwrap_or(self.state.next_log_seq);
+        let oldest_needed = self.state.oldest_needed_log_seq(self.state.next_log_seq);
         let result = (|| {
             let transaction = self
                 .database
@@ -998,13 +998,7 @@ impl CommitThread {
                 release_first_seq(&mut self.state.open_chunks_by_first_seq, *seq);
             }
         }
-        let oldest_needed = self
-            .state
-            .open_chunks_by_first_seq
-            .keys()
-            .next()
-            .copied()
-            .unwrap_or(self.state.next_log_seq);
+        let oldest_needed = self.state.oldest_needed_log_seq(self.state.next_log_seq);
         let result = (|| {
             let transaction = self
                 .database
