@@ -20,18 +20,30 @@ fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
-fn start_server(dir: &Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_guardia"))
-        .arg("--storage.path")
-        .arg(dir)
-        .arg("--web.listen-address")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--log.level")
-        .arg("warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start guardia")
+/// Kills the server when dropped, so a failed assertion leaves no process behind.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_server(dir: &Path, port: u16) -> Server {
+    Server(
+        Command::new(env!("CARGO_BIN_EXE_guardia"))
+            .arg("--storage.path")
+            .arg(dir)
+            .arg("--web.listen-address")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--log.level")
+            .arg("warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start guardia"),
+    )
 }
 
 async fn wait_ready(client: &reqwest::Client, base: &str) {
@@ -164,13 +176,13 @@ async fn acknowledged_samples_survive_kill_9() {
             .collect();
         let kill_after = Duration::from_millis(300 + mix(round as u64 + 17) % 1200);
         tokio::time::sleep(kill_after).await;
-        server.kill().expect("SIGKILL the server");
-        server.wait().expect("reap the server");
+        server.0.kill().expect("SIGKILL the server");
+        server.0.wait().expect("reap the server");
         for writer in writers {
             writer.await.expect("writer task");
         }
 
-        let mut restarted = start_server(dir.path(), port);
+        let restarted = start_server(dir.path(), port);
         wait_ready(&client, &base).await;
         let stored = export_all(&client, &base).await;
         let acked = acked.lock().expect("acked lock").clone();
@@ -195,7 +207,6 @@ async fn acknowledged_samples_survive_kill_9() {
             "round {round}: {missing} of {} acknowledged samples lost",
             acked.len()
         );
-        restarted.kill().expect("stop the restarted server");
-        restarted.wait().expect("reap");
+        drop(restarted);
     }
 }
