@@ -121,42 +121,10 @@ impl Querier for MemoryQuerier<'_> {
 // ---------------------------------------------------------------------------
 // Parsing helpers
 
+/// A Prometheus duration in ms, by the same parser the flags and config use.
 fn parse_duration_ms(text: &str) -> Option<i64> {
-    let text = text.trim();
-    if text == "0" {
-        return Some(0);
-    }
-    let bytes = text.as_bytes();
-    let mut index = 0;
-    let mut total: i64 = 0;
-    let mut any = false;
-    while index < bytes.len() {
-        let start = index;
-        while index < bytes.len() && bytes[index].is_ascii_digit() {
-            index += 1;
-        }
-        if start == index {
-            return None;
-        }
-        let number: i64 = text[start..index].parse().ok()?;
-        let unit_start = index;
-        while index < bytes.len() && bytes[index].is_ascii_alphabetic() {
-            index += 1;
-        }
-        let unit_ms = match &text[unit_start..index] {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 604_800_000,
-            "y" => 31_536_000_000,
-            _ => return None,
-        };
-        total = total.checked_add(number.checked_mul(unit_ms)?)?;
-        any = true;
-    }
-    any.then_some(total)
+    let duration = guardia::config::parse_duration(text.trim()).ok()?;
+    i64::try_from(duration.as_millis()).ok()
 }
 
 /// Go's `ParseInt(s, 0, 64)` then `ParseFloat`, plus Inf/NaN spellings.
