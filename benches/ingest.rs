@@ -84,80 +84,51 @@ fn bench_ingest(criterion: &mut Criterion) {
         appender.commit().expect("commit");
     }
 
+    let parse_and_append = |body: &[u8], extra: &[(&str, &str)]| {
+        let mut appender = tsdb.appender();
+        append_text(
+            black_box(body),
+            Format::Prometheus,
+            extra,
+            TIMESTAMP_MS,
+            &limits,
+            appender.as_mut(),
+        )
+        .expect("bench body parses");
+        black_box(appender.len())
+    };
+    let bodies = [
+        ("push_body", &push[..], &[][..], push_samples),
+        (
+            "scrape_body",
+            &scrape[..],
+            &instance_label[..],
+            scrape_samples,
+        ),
+    ];
+
     let mut group = criterion.benchmark_group("parse_and_append");
-    group.throughput(Throughput::Elements(push_samples as u64));
-    group.bench_function("push_body", |bencher| {
-        bencher.iter(|| {
-            let mut appender = tsdb.appender();
-            append_text(
-                black_box(&push),
-                Format::Prometheus,
-                &[],
-                TIMESTAMP_MS,
-                &limits,
-                appender.as_mut(),
-            )
-            .expect("parses");
-            black_box(appender.len())
-        })
-    });
-    group.throughput(Throughput::Elements(scrape_samples as u64));
-    group.bench_function("scrape_body", |bencher| {
-        bencher.iter(|| {
-            let mut appender = tsdb.appender();
-            append_text(
-                black_box(&scrape),
-                Format::Prometheus,
-                &instance_label,
-                TIMESTAMP_MS,
-                &limits,
-                appender.as_mut(),
-            )
-            .expect("parses");
-            black_box(appender.len())
-        })
-    });
+    for (name, body, extra, samples) in bodies {
+        group.throughput(Throughput::Elements(samples as u64));
+        group.bench_function(name, |bencher| {
+            bencher.iter(|| parse_and_append(body, extra))
+        });
+    }
     group.finish();
 
     // The same work timed in on-CPU time of this thread: the one-core figure
     // even while other processes share the machine.
     let mut group = criterion.benchmark_group("parse_and_append_cpu_time");
-    group.throughput(Throughput::Elements(push_samples as u64));
-    group.bench_function("push_body", |bencher| {
-        bencher.iter_custom(|iterations| {
-            cpu_time_of(iterations, || {
-                let mut appender = tsdb.appender();
-                append_text(
-                    &push,
-                    Format::Prometheus,
-                    &[],
-                    TIMESTAMP_MS,
-                    &limits,
-                    appender.as_mut(),
-                )
-                .expect("parses");
-                black_box(appender.len());
+    for (name, body, extra, samples) in bodies {
+        group.throughput(Throughput::Elements(samples as u64));
+        group.bench_function(name, |bencher| {
+            bencher.iter_custom(|iterations| {
+                cpu_time_of(iterations, || {
+                    parse_and_append(body, extra);
+                })
             })
-        })
-    });
-    group.throughput(Throughput::Elements(scrape_samples as u64));
-    group.bench_function("scrape_body", |bencher| {
-        bencher.iter_custom(|iterations| {
-            cpu_time_of(iterations, || {
-                let mut appender = tsdb.appender();
-                append_text(
-                    &scrape,
-                    Format::Prometheus,
-                    &instance_label,
-                    TIMESTAMP_MS,
-                    &limits,
-                    appender.as_mut(),
-                )
-                .expect("parses");
-                black_box(appender.len());
-            })
-        })
-    });
+        });
+    }
     group.finish();
     tsdb.close().expect("close");
 }
