@@ -6,7 +6,9 @@
 //! - `scrape_body`: the capture verbatim (HELP/TYPE lines included) with an
 //!   `extra_label` instance, as a pushed scrape arrives.
 //!
-//! Series exist in the store before measuring (steady state), and appenders
+//! Series exist in the store and in the push endpoint's series cache before
+//! measuring (steady state, as in a server; `push_body_uncached` leaves the
+//! cache out and shows what it saves), and appenders
 //! are dropped instead of committed, so fsync is not part of this figure; the
 //! `append` bench and the end-to-end bench in README measure commits.
 //!
@@ -19,7 +21,7 @@ mod cpu_time;
 use cpu_time::cpu_time_of;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use guardia::api::import::append_text;
+use guardia::api::import::{SeriesTextCache, append_text};
 use guardia::config::IngestLimits;
 use guardia::ingest::text::Format;
 use guardia::storage::Appendable;
@@ -68,50 +70,67 @@ fn bench_ingest(criterion: &mut Criterion) {
     let scrape = CAPTURE.as_bytes().to_vec();
     let scrape_samples = count_samples(CAPTURE);
     let instance_label = [("instance", "host-scrape")];
+    let series_cache = SeriesTextCache::default();
 
-    // Create every series once, so the measurement is the steady state.
-    for (body, extra) in [(&push, &[][..]), (&scrape, &instance_label[..])] {
-        let mut appender = tsdb.appender();
-        append_text(
-            body,
-            Format::Prometheus,
-            extra,
-            TIMESTAMP_MS,
-            &limits,
-            appender.as_mut(),
-        )
-        .expect("bench body parses");
-        appender.commit().expect("commit");
+    // Create every series (committed), then let a second pass fill the
+    // series cache, so the measurement is the steady state.
+    for commit in [true, false] {
+        for (body, extra) in [(&push, &[][..]), (&scrape, &instance_label[..])] {
+            let mut appender = tsdb.appender();
+            append_text(
+                body,
+                Format::Prometheus,
+                extra,
+                TIMESTAMP_MS,
+                &limits,
+                Some(&series_cache),
+                appender.as_mut(),
+            )
+            .expect("bench body parses");
+            if commit {
+                appender.commit().expect("commit");
+            }
+        }
     }
 
-    let parse_and_append = |body: &[u8], extra: &[(&str, &str)]| {
-        let mut appender = tsdb.appender();
-        append_text(
-            black_box(body),
-            Format::Prometheus,
-            extra,
-            TIMESTAMP_MS,
-            &limits,
-            appender.as_mut(),
-        )
-        .expect("bench body parses");
-        black_box(appender.len())
-    };
+    let parse_and_append =
+        |body: &[u8], extra: &[(&str, &str)], cache: Option<&SeriesTextCache>| {
+            let mut appender = tsdb.appender();
+            append_text(
+                black_box(body),
+                Format::Prometheus,
+                extra,
+                TIMESTAMP_MS,
+                &limits,
+                cache,
+                appender.as_mut(),
+            )
+            .expect("bench body parses");
+            black_box(appender.len())
+        };
     let bodies = [
-        ("push_body", &push[..], &[][..], push_samples),
+        (
+            "push_body",
+            &push[..],
+            &[][..],
+            push_samples,
+            Some(&series_cache),
+        ),
         (
             "scrape_body",
             &scrape[..],
             &instance_label[..],
             scrape_samples,
+            Some(&series_cache),
         ),
+        ("push_body_uncached", &push[..], &[][..], push_samples, None),
     ];
 
     let mut group = criterion.benchmark_group("parse_and_append");
-    for (name, body, extra, samples) in bodies {
+    for (name, body, extra, samples, cache) in bodies {
         group.throughput(Throughput::Elements(samples as u64));
         group.bench_function(name, |bencher| {
-            bencher.iter(|| parse_and_append(body, extra))
+            bencher.iter(|| parse_and_append(body, extra, cache))
         });
     }
     group.finish();
@@ -119,12 +138,12 @@ fn bench_ingest(criterion: &mut Criterion) {
     // The same work timed in on-CPU time of this thread: the one-core figure
     // even while other processes share the machine.
     let mut group = criterion.benchmark_group("parse_and_append_cpu_time");
-    for (name, body, extra, samples) in bodies {
+    for (name, body, extra, samples, cache) in bodies {
         group.throughput(Throughput::Elements(samples as u64));
         group.bench_function(name, |bencher| {
             bencher.iter_custom(|iterations| {
                 cpu_time_of(iterations, || {
-                    parse_and_append(body, extra);
+                    parse_and_append(body, extra, cache);
                 })
             })
         });

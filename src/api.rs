@@ -94,6 +94,8 @@ struct ApiShared {
     metrics: ApiMetrics,
     /// Set once at start when scraping is configured.
     scrape_hooks: std::sync::OnceLock<targets::ScrapeHooks>,
+    /// Series text → series reference for pushed text (see `import`).
+    import_series_cache: import::SeriesTextCache,
 }
 
 impl ApiState {
@@ -118,6 +120,7 @@ impl ApiState {
                 start_time_ms,
                 metrics: ApiMetrics::default(),
                 scrape_hooks: std::sync::OnceLock::new(),
+                import_series_cache: import::SeriesTextCache::default(),
             }),
         }
     }
@@ -128,6 +131,10 @@ impl ApiState {
 
     pub fn start_time_ms(&self) -> i64 {
         self.shared.start_time_ms
+    }
+
+    pub fn import_series_cache(&self) -> &import::SeriesTextCache {
+        &self.shared.import_series_cache
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

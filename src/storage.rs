@@ -43,6 +43,9 @@ impl CommitOutcome {
     }
 }
 
+/// Names a series inside one store, for `Appender::append_ref`.
+pub type SeriesRef = u32;
+
 /// Creates appenders. Implemented by `tsdb::Tsdb`.
 pub trait Appendable: Send + Sync {
     fn appender(&self) -> Box<dyn Appender + '_>;
@@ -55,6 +58,36 @@ pub trait Appender {
     /// and no empty values, `__name__` included (see `model::Labels`).
     fn append(&mut self, labels: &[(&str, &str)], t: Timestamp, v: f64)
     -> Result<(), StorageError>;
+
+    /// Like `append`, and returns the series' reference when the series
+    /// already exists in the store (`None` when this batch creates it).
+    /// A caller may keep the reference, keyed by the text the series came
+    /// from (Prometheus's scrape cache does the same), and pass it to
+    /// `append_ref` later instead of the labels, while
+    /// `series_refs_generation` still answers the same number.
+    fn append_and_get_ref(
+        &mut self,
+        labels: &[(&str, &str)],
+        t: Timestamp,
+        v: f64,
+    ) -> Result<Option<SeriesRef>, StorageError>;
+
+    /// Queues one sample for the series `series_ref` names (a reference
+    /// from `append_and_get_ref` of this store, taken while
+    /// `series_refs_generation` had its current value): no label checks,
+    /// no lookup. A series removed by retention after the generation was
+    /// read has its samples rejected at commit, as with `append`.
+    fn append_ref(
+        &mut self,
+        series_ref: SeriesRef,
+        t: Timestamp,
+        v: f64,
+    ) -> Result<(), StorageError>;
+
+    /// Changes whenever a reference handed out earlier may have stopped
+    /// naming its series (retention removed series). Kept references must
+    /// be dropped when it changes.
+    fn series_refs_generation(&self) -> u64;
 
     /// Records `# TYPE`/`# HELP`/`# UNIT` for a metric family, committed with the batch.
     fn set_metadata(&mut self, metric: &str, metadata: &MetricMetadata);

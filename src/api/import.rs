@@ -11,6 +11,8 @@
 //! with counts when the store rejected some samples (out of order,
 //! duplicate timestamp) and stored the rest.
 
+mod series_text_cache;
+
 use std::collections::{BTreeMap, HashSet};
 
 use axum::body::Body;
@@ -29,6 +31,8 @@ use crate::config::IngestLimits;
 use crate::ingest::text::{Entry, Format, SampleBuf, TextParser};
 use crate::model::{MetricMetadata, Timestamp, hash_label_pairs};
 use crate::storage::{Appender, CommitOutcome};
+
+pub use series_text_cache::{LearnedSeries, ScopedSeriesTextCache, SeriesTextCache};
 
 pub async fn import_prometheus(
     State(state): State<ApiState>,
@@ -105,6 +109,7 @@ async fn import(
             &extra_pairs,
             default_timestamp,
             &limits,
+            Some(state.import_series_cache()),
             appender.as_mut(),
         )?;
         Ok(appender.commit()?)
@@ -115,12 +120,18 @@ async fn import(
 /// Parses a whole text body onto `appender`: the hot path of a push, kept
 /// apart from the HTTP plumbing so the `ingest` bench measures exactly it.
 /// On error the caller drops the appender, so nothing of the body is stored.
+///
+/// With a `series_cache` (one per set of `limits`: the cache assumes a text
+/// that passed them once passes them again), lines whose series text the
+/// cache knows skip label parsing and the store lookup; series the store
+/// already had are added to the cache once the body parsed.
 pub fn append_text(
     text: &[u8],
     format: Format,
     extra_pairs: &[(&str, &str)],
     default_timestamp: Timestamp,
     limits: &IngestLimits,
+    series_cache: Option<&SeriesTextCache>,
     appender: &mut dyn Appender,
 ) -> Result<(), ApiError> {
     let mut parser = TextParser::from_bytes(text, format)
@@ -128,21 +139,42 @@ pub fn append_text(
     let mut sample = SampleBuf::new();
     // A body with no more lines than the series limit cannot exceed it, so
     // the per-series set (a second hash and a set insert per sample, a large
-    // share of the hot path) is only kept for bodies that could.
+    // share of the hot path) is only kept for bodies that could. Such
+    // bodies also go without the series cache, whose lines skip that set.
     let could_exceed_series_limit =
         memchr::memchr_iter(b'\n', text).count() >= limits.max_series_per_request;
+    let series_cache = series_cache.filter(|_| !could_exceed_series_limit);
+    let generation = appender.series_refs_generation();
+    let scoped_cache = series_cache.map(|cache| cache.scoped(format, extra_pairs, generation));
+    let mut learned = LearnedSeries::default();
     let mut series_seen: HashSet<u64> = HashSet::new();
     let mut metadata: BTreeMap<String, MetricMetadata> = BTreeMap::new();
-    while let Some(entry) = parser
-        .next_entry(&mut sample)
-        .map_err(|error| ApiError::BadData(error.to_string()))?
-    {
+    // Set by the parser's known-series callback for the line just parsed.
+    let mut cached_ref = None;
+    loop {
+        let entry = match &scoped_cache {
+            Some(scoped_cache) => {
+                parser.next_entry_with_known_series(&mut sample, &mut |series_text| {
+                    cached_ref = scoped_cache.get(scoped_cache.hash(series_text), series_text);
+                    cached_ref.is_some()
+                })
+            }
+            None => parser.next_entry(&mut sample),
+        }
+        .map_err(|error| ApiError::BadData(error.to_string()))?;
+        let Some(entry) = entry else { break };
         match entry {
             Entry::Sample => {
                 let line_number = sample.line_number();
                 let timestamp = sample.timestamp_ms().unwrap_or(default_timestamp);
                 let value = sample.value();
-                sample.with_sorted_label_pairs(extra_pairs, |pairs| {
+                if sample.labels_skipped() {
+                    if let Some(series_ref) = cached_ref {
+                        appender.append_ref(series_ref, timestamp, value)?;
+                        continue;
+                    }
+                }
+                let series_ref = sample.with_sorted_label_pairs(extra_pairs, |pairs| {
                     check_label_limits(pairs, limits).map_err(|reason| {
                         ApiError::BadData(format!("line {line_number}: {reason}"))
                     })?;
@@ -155,20 +187,37 @@ pub fn append_text(
                             too_many_series_message(limits.max_series_per_request)
                         )));
                     }
-                    appender.append(pairs, timestamp, value).map_err(|error| {
-                        match ApiError::from(error) {
+                    appender
+                        .append_and_get_ref(pairs, timestamp, value)
+                        .map_err(|error| match ApiError::from(error) {
                             ApiError::BadData(reason) => {
                                 ApiError::BadData(format!("line {line_number}: {reason}"))
                             }
                             other => other,
-                        }
-                    })
+                        })
                 })?;
+                if let (Some(series_ref), Some(scoped_cache)) = (series_ref, &scoped_cache) {
+                    // The parser borrows from `text`, so this is an offset into it.
+                    let series_text = sample.series_text();
+                    let Some(start) =
+                        (series_text.as_ptr() as usize).checked_sub(text.as_ptr() as usize)
+                    else {
+                        continue;
+                    };
+                    learned.remember(
+                        scoped_cache.hash(series_text),
+                        start..start + series_text.len(),
+                        series_ref,
+                    );
+                }
             }
             Entry::Metadata(line) => {
                 line.apply_to(metadata.entry(line.metric_name.to_string()).or_default());
             }
         }
+    }
+    if let (Some(cache), Some(scoped_cache)) = (series_cache, scoped_cache) {
+        cache.learn(scoped_cache, generation, text, learned);
     }
     for (metric, entry) in &metadata {
         appender.set_metadata(metric, entry);

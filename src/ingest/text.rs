@@ -17,6 +17,12 @@
 //!   by name with `("__name__", name)` included and empty values dropped,
 //!   to a closure: the shape `storage::Appender::append` wants. No heap
 //!   allocation happens per sample once the buffers have grown.
+//! - [`TextParser::next_entry_with_known_series`] is `next_entry` with a
+//!   shortcut for series seen before: it offers each sample line's series
+//!   text (see [`SampleBuf::series_text`]) to a closure and, when the caller
+//!   knows it, parses only the value and timestamp. A series cache keyed by
+//!   that text (as Prometheus's scrape cache is) skips label parsing,
+//!   sorting, hashing and the store lookup for every known series.
 //! - Errors are [`TextParseError`]: 1-based line number plus a
 //!   [`ParseErrorReason`] in words, e.g. `line 12: expected '=' after label
 //!   name "job"`.
@@ -339,6 +345,10 @@ pub struct SampleBuf<'a> {
     value: f64,
     timestamp_ms: Option<i64>,
     line_number: usize,
+    /// The input from the metric name (or `{`) to the end of the label set.
+    series_text: &'a str,
+    /// True when the line's series was known and its labels were not parsed.
+    labels_skipped: bool,
     /// Allocation kept between calls of `with_sorted_label_pairs`; always empty here.
     /// In a `Cell` so that the closure can read the sample too.
     sorted_pairs_storage: Cell<Vec<(&'static str, &'static str)>>,
@@ -396,6 +406,22 @@ impl<'a> SampleBuf<'a> {
     /// The 1-based line the sample came from.
     pub fn line_number(&self) -> usize {
         self.line_number
+    }
+
+    /// The sample's series as written: from the first byte of the metric
+    /// name (or of `{`) to the closing `}` of the label set, or to the end
+    /// of the name when there is no label set. Two lines with equal series
+    /// text have equal series (the converse need not hold).
+    pub fn series_text(&self) -> &'a str {
+        self.series_text
+    }
+
+    /// True when `next_entry_with_known_series` was told this line's series
+    /// is known: the metric name and labels were then not parsed and read
+    /// as empty; only [`SampleBuf::series_text`], the value, the timestamp
+    /// and the line number are set.
+    pub fn labels_skipped(&self) -> bool {
+        self.labels_skipped
     }
 
     /// Calls `use_pairs` with the sample's labels plus `extra_labels`,
@@ -549,7 +575,38 @@ impl<'a> TextParser<'a> {
         }
         // Patched in place rather than re-wrapped: the result is large and
         // this runs once per line.
-        let mut result = self.parse_next_entry(sample);
+        let mut result = self.parse_next_entry(sample, None);
+        match &mut result {
+            Ok(Some(_)) => {}
+            Ok(None) => self.finished = true,
+            Err(error) => {
+                self.finished = true;
+                error.line_number = self.line_number.max(1);
+            }
+        }
+        result
+    }
+
+    /// `next_entry`, but each sample line's series text is first offered to
+    /// `is_known_series`; when it answers true, the label set is not parsed
+    /// (the sample's [`SampleBuf::labels_skipped`] is then true) and only the
+    /// value and timestamp are. The series text offered is the line up to
+    /// its last `}` (or up to its first blank without one), so a line whose
+    /// label set is malformed is never offered text the caller has seen as
+    /// a series text: the shortcut gives the same samples and the same
+    /// errors as the full parse for any input, given a caller that answers
+    /// true only for texts it earlier read from [`SampleBuf::series_text`]
+    /// of a fully parsed line in the same format.
+    #[inline(never)]
+    pub fn next_entry_with_known_series(
+        &mut self,
+        sample: &mut SampleBuf<'a>,
+        is_known_series: &mut dyn FnMut(&'a str) -> bool,
+    ) -> Result<Option<Entry<'a>>, TextParseError> {
+        if self.finished {
+            return Ok(None);
+        }
+        let mut result = self.parse_next_entry(sample, Some(is_known_series));
         match &mut result {
             Ok(Some(_)) => {}
             Ok(None) => self.finished = true,
@@ -568,6 +625,7 @@ impl<'a> TextParser<'a> {
     fn parse_next_entry(
         &mut self,
         sample: &mut SampleBuf<'a>,
+        mut is_known_series: Option<&mut dyn FnMut(&'a str) -> bool>,
     ) -> Result<Option<Entry<'a>>, TextParseError> {
         let at_line_set_later = |reason| TextParseError {
             line_number: 0,
@@ -598,8 +656,18 @@ impl<'a> TextParser<'a> {
                     }
                 },
                 Some(_) => {
-                    self.parse_sample_line(&mut cursor, sample)
-                        .map_err(at_line_set_later)?;
+                    let known = match is_known_series.as_mut() {
+                        Some(is_known_series) => {
+                            self.try_known_series(&mut cursor, sample, is_known_series)
+                        }
+                        None => false,
+                    };
+                    if known {
+                        self.parse_value_and_timestamp(&mut cursor, sample)
+                    } else {
+                        self.parse_sample_line(&mut cursor, sample)
+                    }
+                    .map_err(at_line_set_later)?;
                     sample.line_number = self.line_number;
                     Some(Entry::Sample)
                 }
@@ -688,12 +756,64 @@ impl<'a> TextParser<'a> {
         }))
     }
 
+    /// The shortcut of `next_entry_with_known_series`: offers the line's
+    /// candidate series text and, when it is known, leaves the cursor after
+    /// it with the sample's labels empty. False (cursor unmoved) otherwise.
+    ///
+    /// Why the candidate is safe: a series text the full parse produced
+    /// ends where its name ends (no `{` follows after blanks) or at the `}`
+    /// closing its label set, and that parse looks at nothing past it. So a
+    /// line that starts with such a text parses to that same series, with
+    /// the rest of the line read as value and timestamp. The candidate is
+    /// cut at the line's last `}` (a value or timestamp has none; an
+    /// OpenMetrics exemplar does, which only makes the candidate unknown),
+    /// or at the first blank; the one case left, a known bare name followed
+    /// by a `{` without a closing `}`, is sent to the full parse.
+    #[inline]
+    fn try_known_series(
+        &mut self,
+        cursor: &mut Cursor<'a>,
+        sample: &mut SampleBuf<'a>,
+        is_known_series: &mut dyn FnMut(&'a str) -> bool,
+    ) -> bool {
+        let start = cursor.position;
+        let rest = cursor.bytes.get(start..).unwrap_or(&[]);
+        let line = match memchr::memchr(b'\n', rest) {
+            Some(newline) => rest.get(..newline).unwrap_or(rest),
+            None => rest,
+        };
+        let (length, ends_with_brace) = match memchr::memrchr(b'}', line) {
+            Some(brace) => (brace + 1, true),
+            None => (
+                memchr::memchr2(b' ', b'\t', line).unwrap_or(line.len()),
+                false,
+            ),
+        };
+        let candidate = cursor.text(start, start + length);
+        if candidate.is_empty() || !is_known_series(candidate) {
+            return false;
+        }
+        cursor.position = start + length;
+        cursor.skip_blanks();
+        if !ends_with_brace && cursor.peek() == Some(b'{') {
+            cursor.position = start;
+            return false;
+        }
+        sample.labels.clear();
+        sample.metric_name = Cow::Borrowed("");
+        sample.series_text = candidate;
+        sample.labels_skipped = true;
+        true
+    }
+
     fn parse_sample_line(
         &mut self,
         cursor: &mut Cursor<'a>,
         sample: &mut SampleBuf<'a>,
     ) -> Result<(), ParseErrorReason> {
         sample.labels.clear();
+        sample.labels_skipped = false;
+        let series_start = cursor.position;
         let mut metric_name: Option<Cow<'a, str>> = None;
         match cursor.peek() {
             Some(byte) if byte_has_class(byte, METRIC_NAME_START) => {
@@ -707,6 +827,7 @@ impl<'a> TextParser<'a> {
                 });
             }
         }
+        let mut series_end = cursor.position;
         cursor.skip_blanks();
         if cursor.peek() == Some(b'{') {
             cursor.position += 1;
@@ -718,6 +839,7 @@ impl<'a> TextParser<'a> {
                     label_name: duplicate,
                 });
             }
+            series_end = cursor.position;
             cursor.skip_blanks();
         }
         sample.metric_name = match metric_name {
@@ -725,7 +847,16 @@ impl<'a> TextParser<'a> {
             Some(name) => name,
             None => return Err(ParseErrorReason::MissingMetricName),
         };
+        sample.series_text = cursor.text(series_start, series_end);
+        self.parse_value_and_timestamp(cursor, sample)
+    }
 
+    /// The rest of a sample line after its series and the blanks after it.
+    fn parse_value_and_timestamp(
+        &mut self,
+        cursor: &mut Cursor<'a>,
+        sample: &mut SampleBuf<'a>,
+    ) -> Result<(), ParseErrorReason> {
         let value_text = cursor.take_token();
         if value_text.is_empty() {
             return Err(ParseErrorReason::MissingValue);

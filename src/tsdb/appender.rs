@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::mpsc::sync_channel;
 
 use crate::model::{Labels, MetricMetadata, Timestamp, hash_label_pairs};
-use crate::storage::{Appender, CommitOutcome, StorageError};
+use crate::storage::{Appender, CommitOutcome, SeriesRef, StorageError};
 use crate::tsdb::Tsdb;
 use crate::tsdb::commit::{Batch, BatchSample, Message, PENDING_SERIES_BIT};
 
@@ -16,6 +16,10 @@ pub struct TsdbAppender<'a> {
     batch: Batch,
     /// Label hash → indexes into `batch.new_series`, to queue each new series once.
     pending_by_hash: HashMap<u64, Vec<u32>, foldhash::fast::RandomState>,
+    /// Largest reference passed to `append_ref`, checked once at commit
+    /// (not per sample, which would take the head lock per sample): the
+    /// commit thread reads a slot past the head as a series the group creates.
+    largest_appended_ref: Option<SeriesRef>,
 }
 
 impl<'a> TsdbAppender<'a> {
@@ -24,6 +28,7 @@ impl<'a> TsdbAppender<'a> {
             tsdb,
             batch: Batch::default(),
             pending_by_hash: HashMap::default(),
+            largest_appended_ref: None,
         }
     }
 }
@@ -53,13 +58,14 @@ fn check_labels(labels: &[(&str, &str)]) -> Result<(), StorageError> {
     Ok(())
 }
 
-impl Appender for TsdbAppender<'_> {
-    fn append(
+impl TsdbAppender<'_> {
+    /// Queues a sample; answers the head slot when the series exists.
+    fn append_by_labels(
         &mut self,
         labels: &[(&str, &str)],
         t: Timestamp,
         v: f64,
-    ) -> Result<(), StorageError> {
+    ) -> Result<Option<SeriesRef>, StorageError> {
         check_labels(labels)?;
         let hash = hash_label_pairs(labels);
         let found = self.tsdb.shared.head.read().lookup(hash, labels);
@@ -95,6 +101,12 @@ impl Appender for TsdbAppender<'_> {
                 index | PENDING_SERIES_BIT
             }
         };
+        self.push_sample(series_ref, t, v);
+        Ok(found)
+    }
+
+    #[inline]
+    fn push_sample(&mut self, series_ref: u32, t: Timestamp, v: f64) {
         if self.batch.samples.capacity() == 0 {
             // Skips the first doublings: batches are scrapes of hundreds of samples or more.
             self.batch.samples.reserve(512);
@@ -104,7 +116,48 @@ impl Appender for TsdbAppender<'_> {
             t,
             value_bits: v.to_bits(),
         });
+    }
+}
+
+impl Appender for TsdbAppender<'_> {
+    fn append(
+        &mut self,
+        labels: &[(&str, &str)],
+        t: Timestamp,
+        v: f64,
+    ) -> Result<(), StorageError> {
+        self.append_by_labels(labels, t, v).map(|_| ())
+    }
+
+    fn append_and_get_ref(
+        &mut self,
+        labels: &[(&str, &str)],
+        t: Timestamp,
+        v: f64,
+    ) -> Result<Option<SeriesRef>, StorageError> {
+        self.append_by_labels(labels, t, v)
+    }
+
+    fn append_ref(
+        &mut self,
+        series_ref: SeriesRef,
+        t: Timestamp,
+        v: f64,
+    ) -> Result<(), StorageError> {
+        // The commit thread resolves the slot and rejects (counted, with a
+        // message) samples of a series removed in the meantime.
+        if series_ref & PENDING_SERIES_BIT != 0 {
+            return Err(StorageError::InvalidSeries(format!(
+                "series reference {series_ref} was not handed out by this store"
+            )));
+        }
+        self.largest_appended_ref = self.largest_appended_ref.max(Some(series_ref));
+        self.push_sample(series_ref, t, v);
         Ok(())
+    }
+
+    fn series_refs_generation(&self) -> u64 {
+        self.tsdb.shared.head.read().removed_series_total
     }
 
     fn set_metadata(&mut self, metric: &str, metadata: &MetricMetadata) {
@@ -123,6 +176,13 @@ impl Appender for TsdbAppender<'_> {
         }
         if self.batch.samples.is_empty() && self.batch.metadata.is_empty() {
             return Ok(CommitOutcome::default());
+        }
+        if let Some(largest) = self.largest_appended_ref
+            && largest >= self.tsdb.shared.head.read().next_slot()
+        {
+            return Err(StorageError::InvalidSeries(format!(
+                "series reference {largest} was not handed out by this store"
+            )));
         }
         let (reply, answer) = sync_channel(1);
         self.tsdb.send(Message::Commit(self.batch, reply))?;

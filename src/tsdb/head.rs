@@ -90,6 +90,10 @@ pub struct Head {
     /// Stored chunk totals per partition start.
     pub partitions: BTreeMap<Timestamp, PartitionSummary>,
     pub live_series: usize,
+    /// Series removed since start: the `Appender::series_refs_generation`,
+    /// since removal is the only way a slot stops naming its series (slots
+    /// are never reused).
+    pub removed_series_total: u64,
 }
 
 impl Head {
@@ -234,6 +238,7 @@ impl Head {
             *newest = Timestamp::MIN;
         }
         self.live_series -= 1;
+        self.removed_series_total += 1;
     }
 
     /// Slot of a persistent id (binary search; ids are sorted by slot).
@@ -292,6 +297,7 @@ mod tests {
         assert_eq!(head.lookup(hash_label_pairs(&pairs), &pairs), None);
         assert_eq!(head.slot_of_id(10), None);
         assert_eq!(head.live_series, 1);
+        assert_eq!(head.removed_series_total, 1);
     }
 
     #[test]
