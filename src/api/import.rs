@@ -13,7 +13,7 @@
 
 mod series_text_cache;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -28,7 +28,7 @@ use crate::api::ingest::{
 };
 use crate::api::{ApiState, run_blocking};
 use crate::config::IngestLimits;
-use crate::ingest::text::{Entry, Format, SampleBuf, TextParser};
+use crate::ingest::text::{Entry, Format, Metadata, MetadataKind, SampleBuf, TextParser};
 use crate::model::{MetricMetadata, Timestamp, hash_label_pairs};
 use crate::storage::{Appender, CommitOutcome};
 
@@ -148,7 +148,9 @@ pub fn append_text(
     let scoped_cache = series_cache.map(|cache| cache.scoped(format, extra_pairs, generation));
     let mut learned = LearnedSeries::default();
     let mut series_seen: HashSet<u64> = HashSet::new();
-    let mut metadata: BTreeMap<String, MetricMetadata> = BTreeMap::new();
+    // Metadata lines in body order, borrowed; the lines of one family
+    // usually follow each other, so the last entry is the one to update.
+    let mut metadata: Vec<Metadata<'_>> = Vec::new();
     // Set by the parser's known-series callback for the line just parsed.
     let mut cached_ref = None;
     loop {
@@ -211,16 +213,52 @@ pub fn append_text(
                     );
                 }
             }
-            Entry::Metadata(line) => {
-                line.apply_to(metadata.entry(line.metric_name.to_string()).or_default());
-            }
+            Entry::Metadata(line) => metadata.push(line),
         }
     }
     if let (Some(cache), Some(scoped_cache)) = (series_cache, scoped_cache) {
         cache.learn(scoped_cache, generation, text, learned);
     }
-    for (metric, entry) in &metadata {
-        appender.set_metadata(metric, entry);
-    }
+    set_metadata_of_body(metadata, appender);
     Ok(())
+}
+
+/// Hands each metric family's metadata to the appender: the lines of a
+/// family applied in body order (a later HELP replaces an earlier one), as
+/// the families would be in a map, without allocating per line. One
+/// `MetricMetadata` is reused, so a scrape-shaped body whose metadata the
+/// store already has (the appender skips unchanged metadata) allocates
+/// nothing here.
+fn set_metadata_of_body(mut lines: Vec<Metadata<'_>>, appender: &mut dyn Appender) {
+    // Stable: the lines of one family keep their body order.
+    lines.sort_by(|a, b| a.metric_name.cmp(&b.metric_name));
+    let mut family = MetricMetadata::default();
+    let mut index = 0;
+    while let Some(first) = lines.get(index) {
+        family.metric_type.clear();
+        family.help.clear();
+        family.unit.clear();
+        let mut end = index;
+        while let Some(line) = lines.get(end)
+            && line.metric_name == first.metric_name
+        {
+            match &line.kind {
+                MetadataKind::Help(help) => {
+                    family.help.clear();
+                    family.help.push_str(help);
+                }
+                MetadataKind::Type(metric_type) => {
+                    family.metric_type.clear();
+                    family.metric_type.push_str(metric_type.as_str());
+                }
+                MetadataKind::Unit(unit) => {
+                    family.unit.clear();
+                    family.unit.push_str(unit);
+                }
+            }
+            end += 1;
+        }
+        appender.set_metadata(&first.metric_name, &family);
+        index = end;
+    }
 }

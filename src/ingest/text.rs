@@ -1320,6 +1320,8 @@ fn excerpt_of(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     fn collect(
@@ -1339,6 +1341,98 @@ mod tests {
             }
         }
         Ok(samples)
+    }
+
+    /// Every entry of `input` as text (a sample as its labels, value bits,
+    /// timestamp and line), the final error included; with `known` the
+    /// series shortcut is offered those texts, and a skipped line reads its
+    /// labels from `known`.
+    fn entries_with_known_series(
+        input: &str,
+        format: Format,
+        known: Option<&HashMap<String, String>>,
+        series_texts_seen: &mut HashMap<String, String>,
+    ) -> Vec<String> {
+        let mut parser = TextParser::new(input, format);
+        let mut sample = SampleBuf::new();
+        let mut entries = Vec::new();
+        loop {
+            let entry = match known {
+                Some(known) => parser.next_entry_with_known_series(&mut sample, &mut |text| {
+                    known.contains_key(text)
+                }),
+                None => parser.next_entry(&mut sample),
+            };
+            match entry {
+                Ok(Some(Entry::Sample)) => {
+                    let labels = if sample.labels_skipped() {
+                        known
+                            .and_then(|known| known.get(sample.series_text()))
+                            .cloned()
+                    } else {
+                        let labels = sample.to_labels().to_string();
+                        let earlier = series_texts_seen
+                            .entry(sample.series_text().to_string())
+                            .or_insert_with(|| labels.clone());
+                        assert_eq!(*earlier, labels, "one series text, two label sets");
+                        Some(labels)
+                    };
+                    entries.push(format!(
+                        "{labels:?} {:x} {:?} line {}",
+                        sample.value().to_bits(),
+                        sample.timestamp_ms(),
+                        sample.line_number()
+                    ));
+                }
+                Ok(Some(Entry::Metadata(metadata))) => entries.push(format!("{metadata:?}")),
+                Ok(None) => return entries,
+                Err(error) => {
+                    entries.push(error.to_string());
+                    return entries;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn known_series_shortcut_parses_exactly_like_the_full_parse() {
+        let inputs = [
+            "up 1 1000\nup 2 2000\nup{job=\"a\"} 3\n  up{job=\"a\"}   4 5\n",
+            "a{b=\"}\",c=\"x y\"} 1\na{b=\"}\",c=\"x y\"} 2 3\n",
+            // A known bare name, then the same name with an unclosed label set.
+            "up 1\nup {job=\"a\" 2\n",
+            "up 1\nup {job=\"a\"} 2\nup\t{job=\"a\"} 3\n",
+            // A known series followed by garbage where the value belongs.
+            "m{a=\"1\"} 1\nm{a=\"1\"} x\n",
+            "m{a=\"1\"} 1\nm{a=\"1\"} 2 3 }\n",
+            "m{a=\"1\"} 1\nm{a=\"1\"}} 2\n",
+            "{\"my.metric\", \"a.b\"=\"c\"} 1\n{\"my.metric\", \"a.b\"=\"c\"} 2\n",
+            "\"quoted name\" 1\n\"quoted name\" 2\n",
+            "m{a=\"1\"} 1\r\nm{a=\"1\"} 2\r\n# HELP m x\nm 3\n",
+            "m{a=\"1\"} 1 # {t=\"x\"} 1\nm{a=\"1\"} 2 # {t=\"y\"} 1 2\n# EOF\n",
+            "m{a=\"1\",a=\"2\"} 1\n",
+            "m{a=\"1\"} 1\nm{a=\"1\"}\n",
+        ];
+        for input in inputs {
+            for format in [Format::Prometheus, Format::OpenMetrics] {
+                let mut known = HashMap::new();
+                let full = entries_with_known_series(input, format, None, &mut known);
+                let mut unused = HashMap::new();
+                let shortcut = entries_with_known_series(input, format, Some(&known), &mut unused);
+                assert_eq!(full, shortcut, "{input:?} as {format:?}");
+            }
+        }
+        // The shortcut is taken: a known series' labels are not parsed.
+        let mut known = HashMap::new();
+        known.insert("m{a=\"1\"}".to_string(), String::new());
+        let mut parser = TextParser::new("m{a=\"1\"} 7 8\n", Format::Prometheus);
+        let mut sample = SampleBuf::new();
+        let entry =
+            parser.next_entry_with_known_series(&mut sample, &mut |text| known.contains_key(text));
+        assert!(matches!(entry, Ok(Some(Entry::Sample))));
+        assert!(sample.labels_skipped());
+        assert_eq!(sample.series_text(), "m{a=\"1\"}");
+        assert_eq!((sample.value(), sample.timestamp_ms()), (7.0, Some(8)));
     }
 
     #[test]

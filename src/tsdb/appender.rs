@@ -161,6 +161,11 @@ impl Appender for TsdbAppender<'_> {
     }
 
     fn set_metadata(&mut self, metric: &str, metadata: &MetricMetadata) {
+        // Scrape-shaped bodies repeat the same HELP/TYPE every time; the
+        // commit thread would drop them as unchanged too, after two clones.
+        if self.tsdb.shared.metadata.read().get(metric) == Some(metadata) {
+            return;
+        }
         self.batch
             .metadata
             .push((metric.to_string(), metadata.clone()));
