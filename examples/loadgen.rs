@@ -11,7 +11,8 @@
 //! `/api/v1/import/prometheus` endpoint (guardia or VictoriaMetrics).
 //!
 //! With `--server-pid`, the server's CPU seconds (utime + stime from
-//! /proc/PID/stat) and peak RSS (VmHWM) are read before and after.
+//! /proc/PID/stat) are read before and after, and its peak RSS (VmHWM) and
+//! RSS after the run (VmRSS), also per active series.
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -181,15 +182,19 @@ fn process_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok(ticks / 100.0)
 }
 
-fn peak_rss_bytes(pid: u32) -> anyhow::Result<u64> {
+/// A `/proc/PID/status` memory field (`VmHWM` peak, `VmRSS` now) in bytes.
+fn status_bytes(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     for line in status.lines() {
-        if let Some(rest) = line.strip_prefix("VmHWM:") {
+        if let Some(rest) = line
+            .strip_prefix(field)
+            .and_then(|rest| rest.strip_prefix(':'))
+        {
             let kib: u64 = rest.trim().trim_end_matches(" kB").trim().parse()?;
             return Ok(kib * 1024);
         }
     }
-    bail!("no VmHWM in /proc/{pid}/status")
+    bail!("no {field} in /proc/{pid}/status")
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
@@ -275,10 +280,16 @@ async fn main() -> anyhow::Result<()> {
             "CPU s / M samples  {:.3}",
             cpu / (total_samples as f64 / 1e6)
         );
-        println!(
-            "server peak RSS    {:.1} MiB",
-            peak_rss_bytes(pid)? as f64 / (1 << 20) as f64
-        );
+        // Active series: every template series once per target.
+        let series = (args.targets * template.len()) as f64;
+        for (label, field) in [("peak RSS", "VmHWM"), ("RSS after run", "VmRSS")] {
+            let bytes = status_bytes(pid, field)? as f64;
+            println!(
+                "server {label:<13} {:.1} MiB, {:.0} B per active series ({series} series)",
+                bytes / (1 << 20) as f64,
+                bytes / series
+            );
+        }
     }
     Ok(())
 }

@@ -74,6 +74,8 @@ pub struct ServerSettings {
     pub flags: BTreeMap<String, String>,
     /// `--web.enable-lifecycle`: allow `POST /-/reload`.
     pub enable_lifecycle: bool,
+    /// `--storage.cache-size`: redb's page cache in bytes.
+    pub storage_cache_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

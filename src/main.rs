@@ -123,6 +123,10 @@ struct ServeArgs {
     /// Largest size of stored data (512MB, 10GB, 1TiB; powers of 1024). Unlimited when unset.
     #[arg(long = "storage.retention.size", value_name = "SIZE", value_parser = parse_retention_size)]
     retention_size: Option<u64>,
+    /// redb's page cache (size syntax as above). Resident memory of its own;
+    /// the operating system's page cache holds the database's pages as well.
+    #[arg(long = "storage.cache-size", default_value = "32MB", value_name = "SIZE", value_parser = parse_retention_size)]
+    storage_cache_size: u64,
     /// Largest accepted push body, after decompression (size syntax as above).
     #[arg(long = "ingest.max-body-size", default_value = "64MB", value_name = "SIZE", value_parser = parse_retention_size)]
     max_body_size: u64,
@@ -168,6 +172,8 @@ impl ServeArgs {
         }
         let max_body_bytes = usize::try_from(self.max_body_size)
             .context("--ingest.max-body-size does not fit in memory addresses")?;
+        let storage_cache_bytes = usize::try_from(self.storage_cache_size)
+            .context("--storage.cache-size does not fit in memory addresses")?;
         Ok(ServerSettings {
             storage_path: self.storage_path.clone(),
             listen_address: self.listen_address.clone(),
@@ -190,6 +196,7 @@ impl ServeArgs {
             },
             flags: self.flags(),
             enable_lifecycle: self.enable_lifecycle,
+            storage_cache_bytes,
         })
     }
 
@@ -227,6 +234,10 @@ impl ServeArgs {
                 self.retention_size
                     .map(|bytes| format!("{bytes}B"))
                     .unwrap_or_default(),
+            ),
+            (
+                "storage.cache-size",
+                format!("{}B", self.storage_cache_size),
             ),
             ("ingest.max-body-size", format!("{}B", self.max_body_size)),
             (
@@ -639,6 +650,10 @@ mod tests {
         );
         assert_eq!(settings.retention.size_bytes, None);
         assert_eq!(settings.ingest, IngestLimits::default());
+        assert_eq!(
+            settings.storage_cache_bytes,
+            guardia::tsdb::DEFAULT_CACHE_BYTES
+        );
     }
 
     #[test]
@@ -650,6 +665,7 @@ mod tests {
             "--web.listen-address=:9100",
             "--storage.retention.time=2h30m",
             "--storage.retention.size=1TiB",
+            "--storage.cache-size=8MB",
             "--ingest.max-body-size=1MB",
             "--ingest.max-series-per-request=10",
             "--log.format=json",
@@ -662,6 +678,7 @@ mod tests {
         let settings = args.settings().unwrap();
         assert_eq!(settings.retention.time, Some(Duration::from_secs(9000)));
         assert_eq!(settings.retention.size_bytes, Some(1 << 40));
+        assert_eq!(settings.storage_cache_bytes, 8 << 20);
         assert_eq!(settings.ingest.max_body_bytes, 1 << 20);
         assert_eq!(settings.ingest.max_series_per_request, 10);
         assert_eq!(settings.listen_address, ":9100");

@@ -256,6 +256,7 @@ impl ManagedStore for Tsdb {
 fn open_store(settings: &ServerSettings) -> Result<Arc<dyn ManagedStore>, ServerError> {
     let options = Options {
         retention: settings.retention.clone(),
+        cache_bytes: settings.storage_cache_bytes,
         ..Options::default()
     };
     tracing::info!(path = %settings.storage_path.display(), "opening storage");

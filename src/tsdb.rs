@@ -66,6 +66,9 @@ use metrics::TsdbMetrics;
 /// over its last minutes stays cheap (the Prometheus choice, for the same reasons).
 pub const MAX_SAMPLES_PER_CHUNK: usize = 120;
 
+/// Default of `Options::cache_bytes` and `--storage.cache-size`.
+pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
+
 /// Tuning of the store. `Default` gives production values.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -82,7 +85,9 @@ pub struct Options {
     /// Depth of the bounded queue in front of the commit thread.
     pub commit_queue_depth: usize,
     /// redb page cache (reads and writes). Recent chunks and the log stay
-    /// cached; the operating system's page cache holds the rest.
+    /// cached; the operating system's page cache holds the rest. Small by
+    /// default: it is resident memory of its own, while the pages it would
+    /// hold stay in the OS page cache anyway (`--storage.cache-size`).
     pub cache_bytes: usize,
     /// Crash tests only: route redb I/O through a fault-injecting backend.
     pub fault_injection: Option<Arc<FaultInjection>>,
@@ -96,7 +101,7 @@ impl Default for Options {
             open_chunk_max_age: Duration::from_secs(3 * 60 * 60),
             log_max_bytes: 256 << 20,
             commit_queue_depth: 256,
-            cache_bytes: 256 << 20,
+            cache_bytes: DEFAULT_CACHE_BYTES,
             fault_injection: None,
         }
     }

@@ -230,8 +230,12 @@ pub fn append_text(
 /// store already has (the appender skips unchanged metadata) allocates
 /// nothing here.
 fn set_metadata_of_body(mut lines: Vec<Metadata<'_>>, appender: &mut dyn Appender) {
-    // Stable: the lines of one family keep their body order.
-    lines.sort_by(|a, b| a.metric_name.cmp(&b.metric_name));
+    // Exporters write families sorted by name, each family's lines
+    // together; only a body that is not in that shape pays for a sort,
+    // stable so that the lines of one family keep their body order.
+    if !lines.is_sorted_by(|a, b| a.metric_name <= b.metric_name) {
+        lines.sort_by(|a, b| a.metric_name.cmp(&b.metric_name));
+    }
     let mut family = MetricMetadata::default();
     let mut index = 0;
     while let Some(first) = lines.get(index) {
