@@ -125,7 +125,7 @@ struct ServeArgs {
     retention_size: Option<u64>,
     /// redb's page cache (size syntax as above). Resident memory of its own;
     /// the operating system's page cache holds the database's pages as well.
-    #[arg(long = "storage.cache-size", default_value = "32MB", value_name = "SIZE", value_parser = parse_retention_size)]
+    #[arg(long = "storage.cache-size", default_value = "16MB", value_name = "SIZE", value_parser = parse_retention_size)]
     storage_cache_size: u64,
     /// Largest accepted push body, after decompression (size syntax as above).
     #[arg(long = "ingest.max-body-size", default_value = "64MB", value_name = "SIZE", value_parser = parse_retention_size)]

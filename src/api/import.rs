@@ -93,9 +93,11 @@ async fn import(
     let encoding = text_body_encoding(headers, &raw)?;
     let state = state.clone();
     run_blocking(move || {
-        let text = match encoding {
-            BodyEncoding::Gzip => gunzip_limited(&raw, limits.max_body_bytes)?,
-            BodyEncoding::Identity => raw.to_vec(),
+        // A plain body is parsed where it lies (a copy would be a memmove
+        // of the whole body per request).
+        let text: std::borrow::Cow<'_, [u8]> = match encoding {
+            BodyEncoding::Gzip => gunzip_limited(&raw, limits.max_body_bytes)?.into(),
+            BodyEncoding::Identity => raw.as_ref().into(),
         };
         let extra_pairs: Vec<(&str, &str)> = extra_labels
             .iter()
