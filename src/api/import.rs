@@ -172,11 +172,11 @@ pub fn append_text(
                 let line_number = sample.line_number();
                 let timestamp = sample.timestamp_ms().unwrap_or(default_timestamp);
                 let value = sample.value();
-                if sample.labels_skipped() {
-                    if let Some(series_ref) = cached_ref {
-                        appender.append_ref(series_ref, timestamp, value)?;
-                        continue;
-                    }
+                if sample.labels_skipped()
+                    && let Some(series_ref) = cached_ref
+                {
+                    appender.append_ref(series_ref, timestamp, value)?;
+                    continue;
                 }
                 let series_ref = sample.with_sorted_label_pairs(extra_pairs, |pairs| {
                     check_label_limits(pairs, limits).map_err(|reason| {
