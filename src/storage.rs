@@ -43,6 +43,14 @@ impl CommitOutcome {
     }
 }
 
+/// The store's handle of an existing series, for appending without its
+/// labels (scrape loops cache it per exposition line, as Prometheus does).
+/// It stays valid for the life of the store's process unless the series is
+/// deleted (retention); `Appender::append_ref` then says so and the caller
+/// falls back to `append_returning_ref`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SeriesRef(pub u64);
+
 /// Creates appenders. Implemented by `tsdb::Tsdb`.
 pub trait Appendable: Send + Sync {
     fn appender(&self) -> Box<dyn Appender + '_>;
@@ -55,6 +63,26 @@ pub trait Appender {
     /// and no empty values, `__name__` included (see `model::Labels`).
     fn append(&mut self, labels: &[(&str, &str)], t: Timestamp, v: f64)
     -> Result<(), StorageError>;
+
+    /// `append`, also returning the series' ref when the series already
+    /// exists in the store (`None` for a series first queued by this batch,
+    /// or from a store without refs).
+    fn append_returning_ref(
+        &mut self,
+        labels: &[(&str, &str)],
+        t: Timestamp,
+        v: f64,
+    ) -> Result<Option<SeriesRef>, StorageError> {
+        self.append(labels, t, v).map(|()| None)
+    }
+
+    /// Queues one sample for a series known by ref. `Ok(false)` when the ref
+    /// no longer names a series (deleted, or a store without refs): nothing
+    /// was queued and the caller appends by labels instead.
+    fn append_ref(&mut self, series: SeriesRef, t: Timestamp, v: f64) -> Result<bool, StorageError> {
+        let _ = (series, t, v);
+        Ok(false)
+    }
 
     /// Records `# TYPE`/`# HELP`/`# UNIT` for a metric family, committed with the batch.
     fn set_metadata(&mut self, metric: &str, metadata: &MetricMetadata);

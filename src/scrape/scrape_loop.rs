@@ -19,12 +19,12 @@ use tokio::sync::oneshot;
 
 use crate::clock::Clock;
 use crate::config::file::{HttpClientConfig, ScrapeConfig};
-use crate::ingest::text::{Entry, Format, SampleBuf, TextParser};
+use crate::ingest::text::{Entry, Format, Metadata, MetadataKind, SampleBuf, TextParser};
 use crate::model::{LabelHasher, METRIC_NAME, MetricMetadata, Timestamp, stale_nan};
 use crate::scrape::ScrapeError;
 use crate::scrape::relabel::{LabelMap, relabel};
 use crate::scrape::target::ScrapeTarget;
-use crate::storage::{Appendable, Appender};
+use crate::storage::{Appendable, Appender, SeriesRef};
 
 /// What Prometheus 3 sends: OpenMetrics preferred, then the classic text
 /// format, then anything.
@@ -296,26 +296,125 @@ async fn fetch(target: &ScrapeTarget, context: &LoopContext) -> Result<Fetched, 
     }
 }
 
-/// Series written by the previous scrape, for staleness markers: label
-/// hash → sorted label pairs.
+/// What a scraped series needs for its staleness marker: its ref, or its
+/// labels while the store has not handed out a ref yet (a series first
+/// seen in the last scrape).
+enum MarkerTarget {
+    Ref(SeriesRef),
+    Labels(Box<[(Box<str>, Box<str>)]>),
+}
+
+/// A series written by a recent scrape of the loop, keyed in
+/// [`ScrapeCache::tracked`] by the hash of its final labels.
+struct TrackedSeries {
+    /// Generation of the newest scrape that wrote it: a series whose number
+    /// falls behind vanished from the exposition and gets a marker.
+    last_seen_generation: u64,
+    /// Generation that first tracked it, so a failed scrape can forget
+    /// series it added without having stored them.
+    added_generation: u64,
+    marker: MarkerTarget,
+}
+
+/// What one exposition series (name and labels as written) became.
+#[derive(Clone, Copy)]
+struct CachedLine {
+    /// `None`: dropped by `metric_relabel_configs`.
+    series: Option<CachedSeries>,
+    last_seen_generation: u64,
+}
+
+#[derive(Clone, Copy)]
+struct CachedSeries {
+    /// Hash of the final label set (target labels merged, relabeled).
+    label_hash: u64,
+    /// `None` until the store knows the series (new series get a ref on the
+    /// scrape after the one that created them).
+    reference: Option<SeriesRef>,
+}
+
+type FastHashMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A loop's memory between scrapes, as Prometheus's scrape cache: a line
+/// seen before skips label building, target-label merging, relabeling,
+/// label checks, hashing and the head lookup, and is appended by ref.
+/// Staleness is tracked by generation numbers rather than by building and
+/// diffing a set of label sets per scrape.
 #[derive(Default)]
-pub struct SeriesTracker {
-    series: HashMap<u64, Vec<(String, String)>>,
+pub struct ScrapeCache {
+    /// Key: the metric name and label pairs as parsed, separated by bytes
+    /// that UTF-8 never contains, so distinct series never share a key.
+    lines: FastHashMap<Box<[u8]>, CachedLine>,
+    tracked: FastHashMap<u64, TrackedSeries>,
+    /// Refs of the synthetic `up`/`scrape_*` series, in `SYNTHETIC_SERIES` order.
+    synthetic: [Option<SeriesRef>; SYNTHETIC_SERIES.len()],
+    generation: u64,
     /// Newest timestamp this loop stored, so markers never go backwards.
     last_timestamp: Timestamp,
+    /// Fingerprint of the metadata lines stored last; unchanged metadata is
+    /// neither rebuilt nor stored again.
+    metadata_fingerprint: Option<u64>,
+    /// Scratch for building line keys.
+    key: Vec<u8>,
 }
 
-/// A sample ready to append: sorted label pairs, timestamp, value, and
-/// whether the timestamp came from the exposition.
-type ReadySample = (Vec<(String, String)>, Timestamp, f64, bool);
-
-struct ParsedScrape {
-    samples: Vec<ReadySample>,
-    metadata: BTreeMap<String, MetricMetadata>,
-    scraped: u64,
+impl ScrapeCache {
+    /// Number of series the loop tracks for staleness.
+    pub fn tracked_series(&self) -> usize {
+        self.tracked.len()
+    }
 }
 
-fn pairs_hash(pairs: &[(String, String)]) -> u64 {
+/// Separates a name from its value in a line key (0xFF never occurs in UTF-8).
+const KEY_NAME_END: u8 = 0xFF;
+/// Ends a label value in a line key (0xFE never occurs in UTF-8).
+const KEY_VALUE_END: u8 = 0xFE;
+
+fn build_line_key(key: &mut Vec<u8>, sample: &SampleBuf<'_>) {
+    key.clear();
+    key.extend_from_slice(sample.metric_name().as_bytes());
+    for (name, value) in sample.labels() {
+        key.push(KEY_VALUE_END);
+        key.extend_from_slice(name.as_bytes());
+        key.push(KEY_NAME_END);
+        key.extend_from_slice(value.as_bytes());
+    }
+}
+
+/// Records that `label_hash` was written by scrape `generation`; returns 1
+/// when the series was not tracked yet (it counts in `scrape_series_added`).
+fn track_series(
+    tracked: &mut FastHashMap<u64, TrackedSeries>,
+    label_hash: u64,
+    reference: Option<SeriesRef>,
+    generation: u64,
+    labels_for_marker: impl FnOnce() -> Box<[(Box<str>, Box<str>)]>,
+) -> u64 {
+    match tracked.entry(label_hash) {
+        std::collections::hash_map::Entry::Occupied(entry) => {
+            let series = entry.into_mut();
+            series.last_seen_generation = generation;
+            if let (MarkerTarget::Labels(_), Some(reference)) = (&series.marker, reference) {
+                series.marker = MarkerTarget::Ref(reference);
+            }
+            0
+        }
+        std::collections::hash_map::Entry::Vacant(entry) => {
+            let marker = match reference {
+                Some(reference) => MarkerTarget::Ref(reference),
+                None => MarkerTarget::Labels(labels_for_marker()),
+            };
+            entry.insert(TrackedSeries {
+                last_seen_generation: generation,
+                added_generation: generation,
+                marker,
+            });
+            1
+        }
+    }
+}
+
+fn pairs_hash(pairs: &[(&str, &str)]) -> u64 {
     let mut hasher = LabelHasher::new();
     for (name, value) in pairs {
         hasher.add(name, value);
@@ -376,22 +475,86 @@ fn check_label_limits(config: &ScrapeConfig, labels: &LabelMap) -> Result<(), St
     Ok(())
 }
 
-/// Parses and checks a whole body; nothing is stored here, so a failure
-/// anywhere leaves no partial scrape.
-fn parse_scrape(
+/// The final labels of a parsed sample: scraped labels (empty values
+/// dropped), target labels merged, `metric_relabel_configs` applied.
+/// `None` when relabeling drops the sample or leaves no metric name.
+fn final_labels(
+    sample: &SampleBuf<'_>,
+    target: &ScrapeTarget,
+    config: &ScrapeConfig,
+) -> Option<LabelMap> {
+    let mut labels: LabelMap = LabelMap::new();
+    labels.insert(METRIC_NAME.to_string(), sample.metric_name().to_string());
+    for (name, value) in sample.labels() {
+        if !value.is_empty() {
+            labels.insert(name.to_string(), value.to_string());
+        }
+    }
+    merge_target_labels(&mut labels, target, config.honor_labels);
+    if !config.metric_relabel_configs.is_empty()
+        && !relabel(&config.metric_relabel_configs, &mut labels)
+    {
+        return None;
+    }
+    if labels.get(METRIC_NAME).is_none_or(String::is_empty) {
+        return None;
+    }
+    Some(labels)
+}
+
+/// What the body of a successful scrape put into the appender.
+struct AppendedScrape {
+    scraped: u64,
+    post_relabel: u64,
+    series_added: u64,
+    /// The metadata and its fingerprint when it differs from the last stored.
+    changed_metadata: Option<(BTreeMap<String, MetricMetadata>, u64)>,
+}
+
+fn metadata_fingerprint(lines: &[Metadata<'_>]) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut hasher = foldhash::fast::FixedState::with_seed(0x6775_6172_6469_61).build_hasher();
+    for line in lines {
+        line.metric_name.hash(&mut hasher);
+        match &line.kind {
+            MetadataKind::Help(help) => (0u8, help.as_ref()).hash(&mut hasher),
+            MetadataKind::Type(metric_type) => (1u8, metric_type.as_str()).hash(&mut hasher),
+            MetadataKind::Unit(unit) => (2u8, *unit).hash(&mut hasher),
+        }
+    }
+    hasher.finish()
+}
+
+/// Parses the body and queues its samples in `appender`. On an error the
+/// caller discards the appender, so nothing partial of the scrape is
+/// stored; the cache may have learnt lines, which stay true.
+#[allow(clippy::too_many_arguments)]
+fn append_scrape_body(
     fetched: &Fetched,
     target: &ScrapeTarget,
     config: &ScrapeConfig,
+    cache: &mut ScrapeCache,
+    appender: &mut dyn Appender,
     scrape_time: Timestamp,
-) -> Result<ParsedScrape, String> {
+    generation: u64,
+) -> Result<AppendedScrape, String> {
     let format = Format::from_content_type(&fetched.content_type);
     let mut parser = TextParser::from_bytes(&fetched.body, format)
         .map_err(|error| format!("parse error: {error}"))?;
     let mut sample = SampleBuf::new();
-    let mut parsed = ParsedScrape {
-        samples: Vec::new(),
-        metadata: BTreeMap::new(),
+    let mut metadata_lines: Vec<Metadata<'_>> = Vec::new();
+    let mut key = std::mem::take(&mut cache.key);
+    let mut appended = AppendedScrape {
         scraped: 0,
+        post_relabel: 0,
+        series_added: 0,
+        changed_metadata: None,
+    };
+    let sample_limit_error = || {
+        format!(
+            "sample_limit exceeded: more than {} samples after metric relabeling",
+            config.sample_limit
+        )
     };
     loop {
         let entry = parser
@@ -399,55 +562,113 @@ fn parse_scrape(
             .map_err(|error| format!("parse error: {error}"))?;
         match entry {
             None => break,
-            Some(Entry::Metadata(metadata)) => {
-                metadata.apply_to(
-                    parsed
-                        .metadata
-                        .entry(metadata.metric_name.to_string())
-                        .or_default(),
-                );
-            }
+            Some(Entry::Metadata(metadata)) => metadata_lines.push(metadata),
             Some(Entry::Sample) => {
-                parsed.scraped += 1;
-                let mut labels: LabelMap = LabelMap::new();
-                labels.insert(METRIC_NAME.to_string(), sample.metric_name().to_string());
-                for (name, value) in sample.labels() {
-                    if !value.is_empty() {
-                        labels.insert(name.to_string(), value.to_string());
+                appended.scraped += 1;
+                let explicit = config.honor_timestamps && sample.timestamp_ms().is_some();
+                let timestamp = match sample.timestamp_ms() {
+                    Some(written) if explicit => written,
+                    _ => scrape_time,
+                };
+                let tracked = !explicit || config.track_timestamps_staleness;
+                let value = sample.value();
+                build_line_key(&mut key, &sample);
+                if let Some(line) = cache.lines.get_mut(key.as_slice()) {
+                    line.last_seen_generation = generation;
+                    let Some(cached) = line.series else {
+                        continue;
+                    };
+                    if let Some(reference) = cached.reference {
+                        appended.post_relabel += 1;
+                        if config.sample_limit > 0 && appended.post_relabel > config.sample_limit {
+                            return Err(sample_limit_error());
+                        }
+                        match appender.append_ref(reference, timestamp, value) {
+                            Ok(true) => {
+                                if tracked {
+                                    appended.series_added += track_series(
+                                        &mut cache.tracked,
+                                        cached.label_hash,
+                                        Some(reference),
+                                        generation,
+                                        || Box::new([]),
+                                    );
+                                }
+                                continue;
+                            }
+                            // The series is gone from the store: take the
+                            // slow path, which appends by labels.
+                            Ok(false) => appended.post_relabel -= 1,
+                            Err(error) => {
+                                tracing::debug!(%error, target = %target.scrape_url, "scraped sample refused");
+                                continue;
+                            }
+                        }
                     }
                 }
-                merge_target_labels(&mut labels, target, config.honor_labels);
-                if !config.metric_relabel_configs.is_empty()
-                    && !relabel(&config.metric_relabel_configs, &mut labels)
-                {
+                let Some(labels) = final_labels(&sample, target, config) else {
+                    cache.lines.insert(
+                        key.as_slice().into(),
+                        CachedLine {
+                            series: None,
+                            last_seen_generation: generation,
+                        },
+                    );
                     continue;
-                }
-                if labels.get(METRIC_NAME).is_none_or(String::is_empty) {
-                    continue;
+                };
+                appended.post_relabel += 1;
+                if config.sample_limit > 0 && appended.post_relabel > config.sample_limit {
+                    return Err(sample_limit_error());
                 }
                 check_label_limits(config, &labels)?;
-                let explicit = config.honor_timestamps && sample.timestamp_ms().is_some();
-                let timestamp = if explicit {
-                    sample.timestamp_ms().unwrap_or(scrape_time)
-                } else {
-                    scrape_time
+                let pairs: Vec<(&str, &str)> = labels
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.as_str()))
+                    .collect();
+                let reference = match appender.append_returning_ref(&pairs, timestamp, value) {
+                    Ok(reference) => reference,
+                    Err(error) => {
+                        // Not cached: the line takes this path (and is refused) each time.
+                        tracing::debug!(%error, target = %target.scrape_url, "scraped sample refused");
+                        continue;
+                    }
                 };
-                parsed.samples.push((
-                    labels.into_iter().collect(),
-                    timestamp,
-                    sample.value(),
-                    explicit,
-                ));
-                if config.sample_limit > 0 && parsed.samples.len() as u64 > config.sample_limit {
-                    return Err(format!(
-                        "sample_limit exceeded: more than {} samples after metric relabeling",
-                        config.sample_limit
-                    ));
+                let label_hash = pairs_hash(&pairs);
+                cache.lines.insert(
+                    key.as_slice().into(),
+                    CachedLine {
+                        series: Some(CachedSeries {
+                            label_hash,
+                            reference,
+                        }),
+                        last_seen_generation: generation,
+                    },
+                );
+                if tracked {
+                    appended.series_added +=
+                        track_series(&mut cache.tracked, label_hash, reference, generation, || {
+                            pairs
+                                .iter()
+                                .map(|(name, value)| (Box::from(*name), Box::from(*value)))
+                                .collect()
+                        });
                 }
             }
         }
     }
-    Ok(parsed)
+    cache.key = key;
+    let fingerprint = metadata_fingerprint(&metadata_lines);
+    if cache.metadata_fingerprint != Some(fingerprint) {
+        let mut metadata: BTreeMap<String, MetricMetadata> = BTreeMap::new();
+        for line in &metadata_lines {
+            line.apply_to(metadata.entry(line.metric_name.to_string()).or_default());
+        }
+        for (metric, family_metadata) in &metadata {
+            appender.set_metadata(metric, family_metadata);
+        }
+        appended.changed_metadata = Some((metadata, fingerprint));
+    }
+    Ok(appended)
 }
 
 fn synthetic_pairs(target: &ScrapeTarget, name: &str) -> Vec<(String, String)> {
@@ -460,22 +681,52 @@ fn synthetic_pairs(target: &ScrapeTarget, name: &str) -> Vec<(String, String)> {
     labels.into_iter().collect()
 }
 
-fn append_pairs(
+/// Appends by ref when the ref is known and still valid, else by labels
+/// (learning the ref when the store has one).
+fn append_synthetic(
     appender: &mut dyn Appender,
-    pairs: &[(String, String)],
+    reference: &mut Option<SeriesRef>,
+    target: &ScrapeTarget,
+    name: &str,
     timestamp: Timestamp,
     value: f64,
-) -> Result<(), crate::storage::StorageError> {
+) {
+    if let Some(known) = *reference
+        && let Ok(true) = appender.append_ref(known, timestamp, value)
+    {
+        return;
+    }
+    let pairs = synthetic_pairs(target, name);
     let borrowed: Vec<(&str, &str)> = pairs
         .iter()
         .map(|(name, value)| (name.as_str(), value.as_str()))
         .collect();
-    appender.append(&borrowed, timestamp, value)
+    *reference = appender
+        .append_returning_ref(&borrowed, timestamp, value)
+        .ok()
+        .flatten();
+}
+
+fn append_marker(appender: &mut dyn Appender, marker: &MarkerTarget, timestamp: Timestamp) {
+    match marker {
+        MarkerTarget::Ref(reference) => {
+            // A ref the store no longer knows names a deleted series: nothing to end.
+            let _ = appender.append_ref(*reference, timestamp, stale_nan());
+        }
+        MarkerTarget::Labels(labels) => {
+            let borrowed: Vec<(&str, &str)> = labels
+                .iter()
+                .map(|(name, value)| (name.as_ref(), value.as_ref()))
+                .collect();
+            let _ = appender.append(&borrowed, timestamp, stale_nan());
+        }
+    }
 }
 
 /// The outcome of one scrape, for the target's status.
 pub struct ScrapeReport {
     pub error: Option<String>,
+    /// Set when the metadata changed (always on the first success).
     pub metadata: Option<BTreeMap<String, MetricMetadata>>,
 }
 
@@ -484,45 +735,54 @@ fn store_scrape(
     fetched: Result<Fetched, String>,
     target: &ScrapeTarget,
     context: &LoopContext,
-    tracker: &mut SeriesTracker,
+    cache: &mut ScrapeCache,
     scrape_time: Timestamp,
     duration_seconds: f64,
 ) -> ScrapeReport {
     let config = &context.config;
-    let parsed = fetched.and_then(|fetched| parse_scrape(&fetched, target, config, scrape_time));
+    cache.generation += 1;
+    let generation = cache.generation;
     let mut appender = context.appendable.appender();
-    let mut next_series: HashMap<u64, Vec<(String, String)>> = HashMap::new();
-    let (error, metadata, scraped, post_relabel) = match parsed {
-        Ok(parsed) => {
-            let post = parsed.samples.len() as u64;
-            next_series.reserve(parsed.samples.len());
-            for (pairs, timestamp, value, explicit) in parsed.samples {
-                if let Err(error) = append_pairs(appender.as_mut(), &pairs, timestamp, value) {
-                    tracing::debug!(%error, target = %target.scrape_url, "scraped sample refused");
-                    continue;
-                }
-                if !explicit || config.track_timestamps_staleness {
-                    // Moved, not cloned: the pairs are not needed after the append.
-                    next_series.insert(pairs_hash(&pairs), pairs);
+    let appended = fetched.and_then(|fetched| {
+        append_scrape_body(
+            &fetched,
+            target,
+            config,
+            cache,
+            appender.as_mut(),
+            scrape_time,
+            generation,
+        )
+    });
+    let marker_time = scrape_time.max(cache.last_timestamp + 1);
+    let (error, scraped, post_relabel, series_added, changed_metadata) = match appended {
+        Ok(appended) => {
+            for series in cache.tracked.values() {
+                if series.last_seen_generation != generation {
+                    append_marker(appender.as_mut(), &series.marker, marker_time);
                 }
             }
-            for (metric, metadata) in &parsed.metadata {
-                appender.set_metadata(metric, metadata);
-            }
-            (None, Some(parsed.metadata), parsed.scraped, post)
+            (
+                None,
+                appended.scraped,
+                appended.post_relabel,
+                appended.series_added,
+                appended.changed_metadata,
+            )
         }
-        Err(error) => (Some(error), None, 0, 0),
+        Err(error) => {
+            // Nothing of the body is stored: a fresh appender, and every
+            // series of the previous scrape ends.
+            appender = context.appendable.appender();
+            cache
+                .tracked
+                .retain(|_, series| series.added_generation != generation);
+            for series in cache.tracked.values() {
+                append_marker(appender.as_mut(), &series.marker, marker_time);
+            }
+            (Some(error), 0, 0, 0, None)
+        }
     };
-    let marker_time = scrape_time.max(tracker.last_timestamp + 1);
-    for (hash, pairs) in &tracker.series {
-        if !next_series.contains_key(hash) {
-            let _ = append_pairs(appender.as_mut(), pairs, marker_time, stale_nan());
-        }
-    }
-    let series_added = next_series
-        .keys()
-        .filter(|hash| !tracker.series.contains_key(hash))
-        .count();
     let up = if error.is_none() { 1.0 } else { 0.0 };
     let synthetic_values = [
         up,
@@ -531,10 +791,16 @@ fn store_scrape(
         post_relabel as f64,
         series_added as f64,
     ];
-    for (name, value) in SYNTHETIC_SERIES.iter().zip(synthetic_values) {
-        let _ = append_pairs(
+    for ((name, value), reference) in SYNTHETIC_SERIES
+        .iter()
+        .zip(synthetic_values)
+        .zip(cache.synthetic.iter_mut())
+    {
+        append_synthetic(
             appender.as_mut(),
-            &synthetic_pairs(target, name),
+            reference,
+            target,
+            name,
             marker_time,
             value,
         );
@@ -544,8 +810,21 @@ fn store_scrape(
             if outcome.rejected() > 0 {
                 tracing::debug!(target = %target.scrape_url, rejected = outcome.rejected(), "scraped samples rejected by the store");
             }
-            tracker.series = next_series;
-            tracker.last_timestamp = marker_time;
+            cache.last_timestamp = marker_time;
+            if error.is_some() {
+                cache.tracked.clear();
+            } else {
+                cache
+                    .tracked
+                    .retain(|_, series| series.last_seen_generation == generation);
+                cache
+                    .lines
+                    .retain(|_, line| line.last_seen_generation == generation);
+            }
+            let metadata = changed_metadata.map(|(metadata, fingerprint)| {
+                cache.metadata_fingerprint = Some(fingerprint);
+                metadata
+            });
             ScrapeReport { error, metadata }
         }
         Err(storage_error) => ScrapeReport {
@@ -556,23 +835,22 @@ fn store_scrape(
 }
 
 /// Marks every series of the loop stale; the last act of a stopped loop.
-fn store_end_of_run_staleness(
-    target: &ScrapeTarget,
-    context: &LoopContext,
-    tracker: &SeriesTracker,
-) {
-    if tracker.last_timestamp == 0 {
+fn store_end_of_run_staleness(target: &ScrapeTarget, context: &LoopContext, cache: &ScrapeCache) {
+    if cache.last_timestamp == 0 {
         return;
     }
-    let marker_time = context.clock.now_ms().max(tracker.last_timestamp + 1);
+    let marker_time = context.clock.now_ms().max(cache.last_timestamp + 1);
     let mut appender = context.appendable.appender();
-    for pairs in tracker.series.values() {
-        let _ = append_pairs(appender.as_mut(), pairs, marker_time, stale_nan());
+    for series in cache.tracked.values() {
+        append_marker(appender.as_mut(), &series.marker, marker_time);
     }
-    for name in SYNTHETIC_SERIES {
-        let _ = append_pairs(
+    let mut synthetic = cache.synthetic;
+    for (name, reference) in SYNTHETIC_SERIES.iter().zip(synthetic.iter_mut()) {
+        append_synthetic(
             appender.as_mut(),
-            &synthetic_pairs(target, name),
+            reference,
+            target,
+            name,
             marker_time,
             stale_nan(),
         );
@@ -605,7 +883,8 @@ async fn run_loop(
     let mut ticker = tokio::time::interval(target.interval);
     // A scrape that overruns skips ticks rather than bunching them.
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut tracker = SeriesTracker::default();
+    let target = Arc::new(target);
+    let mut cache = ScrapeCache::default();
     // A dropped sender (pool task gone) counts as "target gone".
     let mark_stale_at_end;
     loop {
@@ -628,24 +907,24 @@ async fn run_loop(
         let duration_seconds = started.elapsed().as_secs_f64();
         let blocking_target = target.clone();
         let blocking_context = context.clone();
-        let mut blocking_tracker = std::mem::take(&mut tracker);
+        let mut blocking_cache = std::mem::take(&mut cache);
         let stored = tokio::task::spawn_blocking(move || {
             let report = store_scrape(
                 fetched,
                 &blocking_target,
                 &blocking_context,
-                &mut blocking_tracker,
+                &mut blocking_cache,
                 scrape_time,
                 duration_seconds,
             );
-            (report, blocking_tracker)
+            (report, blocking_cache)
         })
         .await;
-        let Ok((report, returned_tracker)) = stored else {
+        let Ok((report, returned_cache)) = stored else {
             tracing::error!(target = %target.scrape_url, "scrape worker failed");
             return;
         };
-        tracker = returned_tracker;
+        cache = returned_cache;
         let mut current = status.lock();
         current.scrape_count += 1;
         current.last_scrape_ms = Some(scrape_time);
@@ -671,7 +950,7 @@ async fn run_loop(
     let final_context = context.clone();
     let final_target = target.clone();
     let _ = tokio::task::spawn_blocking(move || {
-        store_end_of_run_staleness(&final_target, &final_context, &tracker)
+        store_end_of_run_staleness(&final_target, &final_context, &cache)
     })
     .await;
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::mpsc::sync_channel;
 
 use crate::model::{Labels, MetricMetadata, Timestamp, hash_label_pairs};
-use crate::storage::{Appender, CommitOutcome, StorageError};
+use crate::storage::{Appender, CommitOutcome, SeriesRef, StorageError};
 use crate::tsdb::Tsdb;
 use crate::tsdb::commit::{Batch, BatchSample, Message, PENDING_SERIES_BIT};
 
@@ -25,6 +25,21 @@ impl<'a> TsdbAppender<'a> {
             batch: Batch::default(),
             pending_by_hash: HashMap::default(),
         }
+    }
+}
+
+impl TsdbAppender<'_> {
+    #[inline]
+    fn push_sample(&mut self, series_ref: u32, t: Timestamp, v: f64) {
+        if self.batch.samples.capacity() == 0 {
+            // Skips the first doublings: batches are scrapes of hundreds of samples or more.
+            self.batch.samples.reserve(512);
+        }
+        self.batch.samples.push(BatchSample {
+            series_ref,
+            t,
+            value_bits: v.to_bits(),
+        });
     }
 }
 
@@ -60,6 +75,28 @@ impl Appender for TsdbAppender<'_> {
         t: Timestamp,
         v: f64,
     ) -> Result<(), StorageError> {
+        self.append_returning_ref(labels, t, v).map(|_| ())
+    }
+
+    fn append_ref(&mut self, series: SeriesRef, t: Timestamp, v: f64) -> Result<bool, StorageError> {
+        let Ok(slot) = u32::try_from(series.0) else {
+            return Ok(false);
+        };
+        // Slots are never reused, so a live slot is still the series the ref
+        // was handed out for; a deleted one stays empty.
+        if slot & PENDING_SERIES_BIT != 0 || self.tsdb.shared.head.read().series(slot).is_none() {
+            return Ok(false);
+        }
+        self.push_sample(slot, t, v);
+        Ok(true)
+    }
+
+    fn append_returning_ref(
+        &mut self,
+        labels: &[(&str, &str)],
+        t: Timestamp,
+        v: f64,
+    ) -> Result<Option<SeriesRef>, StorageError> {
         check_labels(labels)?;
         let hash = hash_label_pairs(labels);
         let found = self.tsdb.shared.head.read().lookup(hash, labels);
@@ -95,16 +132,8 @@ impl Appender for TsdbAppender<'_> {
                 index | PENDING_SERIES_BIT
             }
         };
-        if self.batch.samples.capacity() == 0 {
-            // Skips the first doublings: batches are scrapes of hundreds of samples or more.
-            self.batch.samples.reserve(512);
-        }
-        self.batch.samples.push(BatchSample {
-            series_ref,
-            t,
-            value_bits: v.to_bits(),
-        });
-        Ok(())
+        self.push_sample(series_ref, t, v);
+        Ok((series_ref & PENDING_SERIES_BIT == 0).then_some(SeriesRef(u64::from(series_ref))))
     }
 
     fn set_metadata(&mut self, metric: &str, metadata: &MetricMetadata) {
