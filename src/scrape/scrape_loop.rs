@@ -237,7 +237,13 @@ struct Fetched {
     content_type: String,
 }
 
-async fn fetch(target: &ScrapeTarget, context: &LoopContext) -> Result<Fetched, String> {
+/// Fetches one body. `expected_len` (the last body's size) sizes the buffer
+/// so that it is not regrown and copied chunk after chunk.
+async fn fetch(
+    target: &ScrapeTarget,
+    context: &LoopContext,
+    expected_len: usize,
+) -> Result<Fetched, String> {
     let request = context
         .client
         .get(&target.scrape_url)
@@ -277,7 +283,7 @@ async fn fetch(target: &ScrapeTarget, context: &LoopContext) -> Result<Fetched, 
             .unwrap_or("")
             .to_string();
         let limit = context.config.body_size_limit;
-        let mut body = Vec::new();
+        let mut body = Vec::with_capacity(expected_len + expected_len / 8);
         while let Some(chunk) = response.chunk().await.map_err(describe)? {
             if limit > 0 && (body.len() + chunk.len()) as u64 > limit {
                 return Err(format!(
@@ -296,59 +302,91 @@ async fn fetch(target: &ScrapeTarget, context: &LoopContext) -> Result<Fetched, 
     }
 }
 
-/// What a scraped series needs for its staleness marker: its ref, or its
-/// labels while the store has not handed out a ref yet (a series first
-/// seen in the last scrape).
-enum MarkerTarget {
-    Ref(SeriesRef),
-    Labels(Box<[(Box<str>, Box<str>)]>),
-}
+/// `CachedLine::reference` of a line whose series has no ref yet.
+const NO_REF: u64 = u64::MAX;
 
-/// A series written by a recent scrape of the loop, keyed in
-/// [`ScrapeCache::tracked`] by the hash of its final labels.
-struct TrackedSeries {
-    /// Generation of the newest scrape that wrote it: a series whose number
-    /// falls behind vanished from the exposition and gets a marker.
-    last_seen_generation: u64,
-    /// Generation that first tracked it, so a failed scrape can forget
-    /// series it added without having stored them.
-    added_generation: u64,
-    marker: MarkerTarget,
-}
+/// `CachedLine::flags`: relabeling drops the line.
+const LINE_DROPPED: u8 = 1;
+/// `CachedLine::flags`: its last sample counts for staleness (not an
+/// explicit timestamp, or `track_timestamps_staleness`).
+const LINE_TRACKED: u8 = 2;
+/// `CachedLine::flags`: the scrape that last saw it also found it tracked
+/// in the last successful scrape before (it is not new).
+const LINE_SEEN_BEFORE: u8 = 4;
 
-/// What one exposition series (name and labels as written) became.
+/// What one exposition series (name and labels as written) became, and
+/// when it was last seen: the scrape cache and the staleness tracking in
+/// 24 bytes (plus its 16-byte key) per line.
 #[derive(Clone, Copy)]
 struct CachedLine {
-    /// `None`: dropped by `metric_relabel_configs`.
-    series: Option<CachedSeries>,
-    last_seen_generation: u64,
-}
-
-#[derive(Clone, Copy)]
-struct CachedSeries {
     /// Hash of the final label set (target labels merged, relabeled).
     label_hash: u64,
-    /// `None` until the store knows the series (new series get a ref on the
-    /// scrape after the one that created them).
-    reference: Option<SeriesRef>,
+    /// `SeriesRef`, or `NO_REF` until the store knows the series (a new
+    /// series gets its ref on the scrape after the one that created it).
+    reference: u64,
+    /// Generation of the newest scrape that saw the line.
+    last_seen_generation: u32,
+    flags: u8,
 }
 
+/// A 128-bit hash of a line's series text (see `line_key`); the low half is
+/// the table hash, both halves are compared.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct LineKey {
+    low: u64,
+    high: u64,
+}
+
+impl std::hash::Hash for LineKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.low);
+    }
+}
+
+/// Passes an already-uniform 64-bit key half through as the hash.
+#[derive(Default, Clone, Copy)]
+struct LineKeyHasher(u64);
+
+impl std::hash::Hasher for LineKeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `LineKey` is hashed here; fold anything else anyway.
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+type LineMap = HashMap<LineKey, CachedLine, std::hash::BuildHasherDefault<LineKeyHasher>>;
 type FastHashMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A loop's memory between scrapes, as Prometheus's scrape cache: a line
 /// seen before skips label building, target-label merging, relabeling,
 /// label checks, hashing and the head lookup, and is appended by ref.
-/// Staleness is tracked by generation numbers rather than by building and
-/// diffing a set of label sets per scrape.
+/// Staleness is tracked by generation numbers in the same entries instead
+/// of building and diffing a set of label sets per scrape: a line last seen
+/// by the previous successful scrape but not by this one has vanished.
 #[derive(Default)]
 pub struct ScrapeCache {
-    /// Key: the metric name and label pairs as parsed, separated by bytes
-    /// that UTF-8 never contains, so distinct series never share a key.
-    lines: FastHashMap<Box<[u8]>, CachedLine>,
-    tracked: FastHashMap<u64, TrackedSeries>,
+    /// Keys hash the text instead of storing it: the cache stays small and
+    /// a lookup is one memory access (comparing stored texts cost more than
+    /// the rest of the fast path, in cache misses).
+    lines: LineMap,
+    /// Final labels of tracked series that have no ref yet, by label hash:
+    /// what their staleness marker needs. Empty in steady state.
+    pending_labels: FastHashMap<u64, Box<[(Box<str>, Box<str>)]>>,
     /// Refs of the synthetic `up`/`scrape_*` series, in `SYNTHETIC_SERIES` order.
     synthetic: [Option<SeriesRef>; SYNTHETIC_SERIES.len()],
-    generation: u64,
+    /// Of the scrape under way (or the last one); starts at 1.
+    generation: u32,
+    /// Of the last scrape stored successfully; 0 when none (or it failed
+    /// since, which ended every series).
+    last_success_generation: u32,
     /// Newest timestamp this loop stored, so markers never go backwards.
     last_timestamp: Timestamp,
     /// Fingerprint of the metadata lines stored last; unchanged metadata is
@@ -356,12 +394,59 @@ pub struct ScrapeCache {
     metadata_fingerprint: Option<u64>,
     /// Scratch for building line keys.
     key: Vec<u8>,
+    /// Size of the last body, to size the next one's buffer at once.
+    last_body_len: usize,
 }
 
 impl ScrapeCache {
-    /// Number of series the loop tracks for staleness.
-    pub fn tracked_series(&self) -> usize {
-        self.tracked.len()
+    /// Number of exposition lines the loop remembers.
+    pub fn cached_lines(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// Whether `line` was a tracked series of the last successful scrape,
+    /// judged before the current scrape touched it.
+    fn was_tracked_in_last_success(&self, line: &CachedLine) -> bool {
+        line.flags & (LINE_DROPPED | LINE_TRACKED) == LINE_TRACKED
+            && line.last_seen_generation == self.last_success_generation
+            && self.last_success_generation != 0
+    }
+
+    /// Series of the last successful scrape that the current scrape has not
+    /// written (all of them with `scrape_failed`), one per label hash: the
+    /// series that get a staleness marker. Lines of the same final series
+    /// count once, and not at all while one of them is still written.
+    fn vanished_series(&self, scrape_failed: bool) -> Vec<(u64, u64)> {
+        let generation = self.generation;
+        let mut vanished: Vec<(u64, u64)> = Vec::new();
+        for line in self.lines.values() {
+            let tracked_before = if line.last_seen_generation == generation {
+                scrape_failed && line.flags & LINE_SEEN_BEFORE != 0
+            } else {
+                self.was_tracked_in_last_success(line)
+            };
+            if tracked_before {
+                vanished.push((line.label_hash, line.reference));
+            }
+        }
+        if vanished.is_empty() {
+            return vanished;
+        }
+        vanished.sort_unstable_by_key(|(label_hash, _)| *label_hash);
+        vanished.dedup_by_key(|(label_hash, _)| *label_hash);
+        if !scrape_failed {
+            let still_written: std::collections::HashSet<u64> = self
+                .lines
+                .values()
+                .filter(|line| {
+                    line.last_seen_generation == generation
+                        && line.flags & (LINE_DROPPED | LINE_TRACKED) == LINE_TRACKED
+                })
+                .map(|line| line.label_hash)
+                .collect();
+            vanished.retain(|(label_hash, _)| !still_written.contains(label_hash));
+        }
+        vanished
     }
 }
 
@@ -370,47 +455,30 @@ const KEY_NAME_END: u8 = 0xFF;
 /// Ends a label value in a line key (0xFE never occurs in UTF-8).
 const KEY_VALUE_END: u8 = 0xFE;
 
-fn build_line_key(key: &mut Vec<u8>, sample: &SampleBuf<'_>) {
-    key.clear();
-    key.extend_from_slice(sample.metric_name().as_bytes());
-    for (name, value) in sample.labels() {
-        key.push(KEY_VALUE_END);
-        key.extend_from_slice(name.as_bytes());
-        key.push(KEY_NAME_END);
-        key.extend_from_slice(value.as_bytes());
-    }
-}
+/// Fixed seeds: the cache lives in memory only, but fixed seeds make a
+/// collision (which would need two distinct series of one target to agree
+/// on both independent 64-bit halves, odds about n²/2¹²⁹) reproducible.
+const LINE_KEY_SEED_LOW: u64 = 0x9e37_79b9_7f4a_7c15;
+const LINE_KEY_SEED_HIGH: u64 = 0xc2b2_ae3d_27d4_eb4f;
 
-/// Records that `label_hash` was written by scrape `generation`; returns 1
-/// when the series was not tracked yet (it counts in `scrape_series_added`).
-fn track_series(
-    tracked: &mut FastHashMap<u64, TrackedSeries>,
-    label_hash: u64,
-    reference: Option<SeriesRef>,
-    generation: u64,
-    labels_for_marker: impl FnOnce() -> Box<[(Box<str>, Box<str>)]>,
-) -> u64 {
-    match tracked.entry(label_hash) {
-        std::collections::hash_map::Entry::Occupied(entry) => {
-            let series = entry.into_mut();
-            series.last_seen_generation = generation;
-            if let (MarkerTarget::Labels(_), Some(reference)) = (&series.marker, reference) {
-                series.marker = MarkerTarget::Ref(reference);
-            }
-            0
-        }
-        std::collections::hash_map::Entry::Vacant(entry) => {
-            let marker = match reference {
-                Some(reference) => MarkerTarget::Ref(reference),
-                None => MarkerTarget::Labels(labels_for_marker()),
-            };
-            entry.insert(TrackedSeries {
-                last_seen_generation: generation,
-                added_generation: generation,
-                marker,
-            });
-            1
-        }
+/// The cache key of a sample's series as written: its name and label pairs
+/// with separators that UTF-8 never contains (so distinct series have
+/// distinct texts), hashed twice with independent seeds. `scratch` keeps
+/// its allocation from line to line.
+fn line_key(scratch: &mut Vec<u8>, sample: &SampleBuf<'_>) -> LineKey {
+    use std::hash::BuildHasher;
+    scratch.clear();
+    scratch.extend_from_slice(sample.metric_name().as_bytes());
+    for (name, value) in sample.labels() {
+        scratch.push(KEY_VALUE_END);
+        scratch.extend_from_slice(name.as_bytes());
+        scratch.push(KEY_NAME_END);
+        scratch.extend_from_slice(value.as_bytes());
+    }
+    let text: &[u8] = scratch;
+    LineKey {
+        low: foldhash::quality::FixedState::with_seed(LINE_KEY_SEED_LOW).hash_one(text),
+        high: foldhash::quality::FixedState::with_seed(LINE_KEY_SEED_HIGH).hash_one(text),
     }
 }
 
@@ -528,7 +596,6 @@ fn metadata_fingerprint(lines: &[Metadata<'_>]) -> u64 {
 /// Parses the body and queues its samples in `appender`. On an error the
 /// caller discards the appender, so nothing partial of the scrape is
 /// stored; the cache may have learnt lines, which stay true.
-#[allow(clippy::too_many_arguments)]
 fn append_scrape_body(
     fetched: &Fetched,
     target: &ScrapeTarget,
@@ -536,8 +603,8 @@ fn append_scrape_body(
     cache: &mut ScrapeCache,
     appender: &mut dyn Appender,
     scrape_time: Timestamp,
-    generation: u64,
 ) -> Result<AppendedScrape, String> {
+    let generation = cache.generation;
     let format = Format::from_content_type(&fetched.content_type);
     let mut parser = TextParser::from_bytes(&fetched.body, format)
         .map_err(|error| format!("parse error: {error}"))?;
@@ -570,29 +637,43 @@ fn append_scrape_body(
                     Some(written) if explicit => written,
                     _ => scrape_time,
                 };
-                let tracked = !explicit || config.track_timestamps_staleness;
+                let tracked_flag = if !explicit || config.track_timestamps_staleness {
+                    LINE_TRACKED
+                } else {
+                    0
+                };
                 let value = sample.value();
-                build_line_key(&mut key, &sample);
-                if let Some(line) = cache.lines.get_mut(key.as_slice()) {
-                    line.last_seen_generation = generation;
-                    let Some(cached) = line.series else {
-                        continue;
+                let line_key = line_key(&mut key, &sample);
+                // Whether the line was a tracked series of the last
+                // successful scrape, decided once per scrape (a line written
+                // twice keeps what its first sighting found).
+                let mut seen_before = false;
+                if let Some(line) = cache.lines.get(&line_key).copied() {
+                    seen_before = if line.last_seen_generation == generation {
+                        line.flags & LINE_SEEN_BEFORE != 0
+                    } else {
+                        cache.was_tracked_in_last_success(&line)
                     };
-                    if let Some(reference) = cached.reference {
+                    if line.flags & LINE_DROPPED != 0 {
+                        if let Some(entry) = cache.lines.get_mut(&line_key) {
+                            entry.last_seen_generation = generation;
+                        }
+                        continue;
+                    }
+                    if line.reference != NO_REF {
                         appended.post_relabel += 1;
                         if config.sample_limit > 0 && appended.post_relabel > config.sample_limit {
                             return Err(sample_limit_error());
                         }
-                        match appender.append_ref(reference, timestamp, value) {
+                        match appender.append_ref(SeriesRef(line.reference), timestamp, value) {
                             Ok(true) => {
-                                if tracked {
-                                    appended.series_added += track_series(
-                                        &mut cache.tracked,
-                                        cached.label_hash,
-                                        Some(reference),
-                                        generation,
-                                        || Box::new([]),
-                                    );
+                                if let Some(entry) = cache.lines.get_mut(&line_key) {
+                                    entry.last_seen_generation = generation;
+                                    entry.flags = tracked_flag
+                                        | if seen_before { LINE_SEEN_BEFORE } else { 0 };
+                                }
+                                if tracked_flag != 0 && !seen_before {
+                                    appended.series_added += 1;
                                 }
                                 continue;
                             }
@@ -608,10 +689,12 @@ fn append_scrape_body(
                 }
                 let Some(labels) = final_labels(&sample, target, config) else {
                     cache.lines.insert(
-                        key.as_slice().into(),
+                        line_key,
                         CachedLine {
-                            series: None,
+                            label_hash: 0,
+                            reference: NO_REF,
                             last_seen_generation: generation,
+                            flags: LINE_DROPPED,
                         },
                     );
                     continue;
@@ -635,23 +718,26 @@ fn append_scrape_body(
                 };
                 let label_hash = pairs_hash(&pairs);
                 cache.lines.insert(
-                    key.as_slice().into(),
+                    line_key,
                     CachedLine {
-                        series: Some(CachedSeries {
-                            label_hash,
-                            reference,
-                        }),
+                        label_hash,
+                        reference: reference.map_or(NO_REF, |reference| reference.0),
                         last_seen_generation: generation,
+                        flags: tracked_flag | if seen_before { LINE_SEEN_BEFORE } else { 0 },
                     },
                 );
-                if tracked {
-                    appended.series_added +=
-                        track_series(&mut cache.tracked, label_hash, reference, generation, || {
-                            pairs
-                                .iter()
-                                .map(|(name, value)| (Box::from(*name), Box::from(*value)))
-                                .collect()
-                        });
+                if reference.is_some() {
+                    cache.pending_labels.remove(&label_hash);
+                } else if tracked_flag != 0 {
+                    cache.pending_labels.entry(label_hash).or_insert_with(|| {
+                        pairs
+                            .iter()
+                            .map(|(name, value)| (Box::from(*name), Box::from(*value)))
+                            .collect()
+                    });
+                }
+                if tracked_flag != 0 && !seen_before {
+                    appended.series_added += 1;
                 }
             }
         }
@@ -707,13 +793,18 @@ fn append_synthetic(
         .flatten();
 }
 
-fn append_marker(appender: &mut dyn Appender, marker: &MarkerTarget, timestamp: Timestamp) {
-    match marker {
-        MarkerTarget::Ref(reference) => {
+/// Writes the staleness markers of `vanished` (label hash, ref) series.
+fn append_markers(
+    appender: &mut dyn Appender,
+    cache: &ScrapeCache,
+    vanished: &[(u64, u64)],
+    timestamp: Timestamp,
+) {
+    for (label_hash, reference) in vanished {
+        if *reference != NO_REF {
             // A ref the store no longer knows names a deleted series: nothing to end.
-            let _ = appender.append_ref(*reference, timestamp, stale_nan());
-        }
-        MarkerTarget::Labels(labels) => {
+            let _ = appender.append_ref(SeriesRef(*reference), timestamp, stale_nan());
+        } else if let Some(labels) = cache.pending_labels.get(label_hash) {
             let borrowed: Vec<(&str, &str)> = labels
                 .iter()
                 .map(|(name, value)| (name.as_ref(), value.as_ref()))
@@ -740,8 +831,11 @@ fn store_scrape(
     duration_seconds: f64,
 ) -> ScrapeReport {
     let config = &context.config;
-    cache.generation += 1;
-    let generation = cache.generation;
+    if let Ok(fetched) = &fetched {
+        cache.last_body_len = fetched.body.len();
+    }
+    // Generation 0 means "never"; wrapping after 2³² scrapes skips it.
+    cache.generation = cache.generation.wrapping_add(1).max(1);
     let mut appender = context.appendable.appender();
     let appended = fetched.and_then(|fetched| {
         append_scrape_body(
@@ -751,38 +845,26 @@ fn store_scrape(
             cache,
             appender.as_mut(),
             scrape_time,
-            generation,
         )
     });
     let marker_time = scrape_time.max(cache.last_timestamp + 1);
     let (error, scraped, post_relabel, series_added, changed_metadata) = match appended {
-        Ok(appended) => {
-            for series in cache.tracked.values() {
-                if series.last_seen_generation != generation {
-                    append_marker(appender.as_mut(), &series.marker, marker_time);
-                }
-            }
-            (
-                None,
-                appended.scraped,
-                appended.post_relabel,
-                appended.series_added,
-                appended.changed_metadata,
-            )
-        }
+        Ok(appended) => (
+            None,
+            appended.scraped,
+            appended.post_relabel,
+            appended.series_added,
+            appended.changed_metadata,
+        ),
         Err(error) => {
             // Nothing of the body is stored: a fresh appender, and every
             // series of the previous scrape ends.
             appender = context.appendable.appender();
-            cache
-                .tracked
-                .retain(|_, series| series.added_generation != generation);
-            for series in cache.tracked.values() {
-                append_marker(appender.as_mut(), &series.marker, marker_time);
-            }
             (Some(error), 0, 0, 0, None)
         }
     };
+    let vanished = cache.vanished_series(error.is_some());
+    append_markers(appender.as_mut(), cache, &vanished, marker_time);
     let up = if error.is_none() { 1.0 } else { 0.0 };
     let synthetic_values = [
         up,
@@ -811,12 +893,16 @@ fn store_scrape(
                 tracing::debug!(target = %target.scrape_url, rejected = outcome.rejected(), "scraped samples rejected by the store");
             }
             cache.last_timestamp = marker_time;
+            let generation = cache.generation;
+            for (label_hash, _) in &vanished {
+                cache.pending_labels.remove(label_hash);
+            }
             if error.is_some() {
-                cache.tracked.clear();
+                // Every series ended; lines stay cached (what they map to is still true).
+                cache.last_success_generation = 0;
+                cache.pending_labels.clear();
             } else {
-                cache
-                    .tracked
-                    .retain(|_, series| series.last_seen_generation == generation);
+                cache.last_success_generation = generation;
                 cache
                     .lines
                     .retain(|_, line| line.last_seen_generation == generation);
@@ -841,9 +927,15 @@ fn store_end_of_run_staleness(target: &ScrapeTarget, context: &LoopContext, cach
     }
     let marker_time = context.clock.now_ms().max(cache.last_timestamp + 1);
     let mut appender = context.appendable.appender();
-    for series in cache.tracked.values() {
-        append_marker(appender.as_mut(), &series.marker, marker_time);
-    }
+    let mut live: Vec<(u64, u64)> = cache
+        .lines
+        .values()
+        .filter(|line| cache.was_tracked_in_last_success(line))
+        .map(|line| (line.label_hash, line.reference))
+        .collect();
+    live.sort_unstable_by_key(|(label_hash, _)| *label_hash);
+    live.dedup_by_key(|(label_hash, _)| *label_hash);
+    append_markers(appender.as_mut(), cache, &live, marker_time);
     let mut synthetic = cache.synthetic;
     for (name, reference) in SYNTHETIC_SERIES.iter().zip(synthetic.iter_mut()) {
         append_synthetic(
@@ -898,7 +990,7 @@ async fn run_loop(
         let scrape_time = context.clock.now_ms();
         let started = Instant::now();
         let fetched = tokio::select! {
-            fetched = fetch(&target, &context) => fetched,
+            fetched = fetch(&target, &context, cache.last_body_len) => fetched,
             mark = &mut stop => {
                 mark_stale_at_end = mark.unwrap_or(true);
                 break;
