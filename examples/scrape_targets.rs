@@ -384,11 +384,7 @@ impl Drop for Scraper {
     }
 }
 
-fn start_guardia(
-    binary: &Path,
-    config: &Path,
-    directory: &Path,
-) -> anyhow::Result<Child> {
+fn start_guardia(binary: &Path, config: &Path, directory: &Path) -> anyhow::Result<Child> {
     let log = std::fs::File::create(directory.join("guardia.log"))?;
     Command::new(binary)
         .arg("serve")
@@ -403,14 +399,15 @@ fn start_guardia(
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
-        .with_context(|| format!("starting {} (cargo build --release first)", binary.display()))
+        .with_context(|| {
+            format!(
+                "starting {} (cargo build --release first)",
+                binary.display()
+            )
+        })
 }
 
-fn start_prometheus(
-    binary: &Path,
-    config: &Path,
-    directory: &Path,
-) -> anyhow::Result<Child> {
+fn start_prometheus(binary: &Path, config: &Path, directory: &Path) -> anyhow::Result<Child> {
     let log = std::fs::File::create(directory.join("prometheus.log"))?;
     Command::new(binary)
         .arg("--config.file")
@@ -429,7 +426,12 @@ fn start_prometheus(
 
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
-        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .unwrap_or_default()
 }
 

@@ -79,7 +79,12 @@ pub trait Appender {
     /// Queues one sample for a series known by ref. `Ok(false)` when the ref
     /// no longer names a series (deleted, or a store without refs): nothing
     /// was queued and the caller appends by labels instead.
-    fn append_ref(&mut self, series: SeriesRef, t: Timestamp, v: f64) -> Result<bool, StorageError> {
+    fn append_ref(
+        &mut self,
+        series: SeriesRef,
+        t: Timestamp,
+        v: f64,
+    ) -> Result<bool, StorageError> {
         let _ = (series, t, v);
         Ok(false)
     }

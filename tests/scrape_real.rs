@@ -638,7 +638,9 @@ async fn vanished_series_are_marked_stale_and_return_as_added() {
         .await;
     assert_eq!(newest_is_stale(&harness, "c"), Some(false));
     assert_eq!(
-        harness.select(&[("__name__", "d"), ("job", "phases")]).len(),
+        harness
+            .select(&[("__name__", "d"), ("job", "phases")])
+            .len(),
         1,
         "both d lines write one series"
     );

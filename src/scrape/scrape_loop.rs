@@ -365,6 +365,9 @@ impl std::hash::Hasher for LineKeyHasher {
 type LineMap = HashMap<LineKey, CachedLine, std::hash::BuildHasherDefault<LineKeyHasher>>;
 type FastHashMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+/// A final label set kept for a staleness marker: sorted (name, value) pairs.
+type OwnedLabelPairs = Box<[(Box<str>, Box<str>)]>;
+
 /// A loop's memory between scrapes, as Prometheus's scrape cache: a line
 /// seen before skips label building, target-label merging, relabeling,
 /// label checks, hashing and the head lookup, and is appended by ref.
@@ -379,7 +382,7 @@ pub struct ScrapeCache {
     lines: LineMap,
     /// Final labels of tracked series that have no ref yet, by label hash:
     /// what their staleness marker needs. Empty in steady state.
-    pending_labels: FastHashMap<u64, Box<[(Box<str>, Box<str>)]>>,
+    pending_labels: FastHashMap<u64, OwnedLabelPairs>,
     /// Refs of the synthetic `up`/`scrape_*` series, in `SYNTHETIC_SERIES` order.
     synthetic: [Option<SeriesRef>; SYNTHETIC_SERIES.len()],
     /// Of the scrape under way (or the last one); starts at 1.
@@ -581,7 +584,7 @@ struct AppendedScrape {
 
 fn metadata_fingerprint(lines: &[Metadata<'_>]) -> u64 {
     use std::hash::{BuildHasher, Hash, Hasher};
-    let mut hasher = foldhash::fast::FixedState::with_seed(0x6775_6172_6469_61).build_hasher();
+    let mut hasher = foldhash::fast::FixedState::with_seed(0x0067_7561_7264_6961).build_hasher();
     for line in lines {
         line.metric_name.hash(&mut hasher);
         match &line.kind {

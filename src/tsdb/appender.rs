@@ -78,7 +78,12 @@ impl Appender for TsdbAppender<'_> {
         self.append_returning_ref(labels, t, v).map(|_| ())
     }
 
-    fn append_ref(&mut self, series: SeriesRef, t: Timestamp, v: f64) -> Result<bool, StorageError> {
+    fn append_ref(
+        &mut self,
+        series: SeriesRef,
+        t: Timestamp,
+        v: f64,
+    ) -> Result<bool, StorageError> {
         let Ok(slot) = u32::try_from(series.0) else {
             return Ok(false);
         };
