@@ -581,3 +581,129 @@ async fn reload_keeps_unchanged_loops_and_rejects_bad_config() {
     harness.manager.shutdown().await;
     server.abort();
 }
+
+/// The body a phase of `vanished_series_are_marked_stale_and_return_as_added` serves.
+fn phase_body(phase: u64) -> &'static str {
+    match phase {
+        // `d{k=...}` lines become one series once `k` is dropped by relabeling.
+        0 | 3 => "# TYPE a gauge\na 1\nb{x=\"1\"} 2\nc 3\nd{k=\"1\"} 4\nd{k=\"2\"} 5\n",
+        1 => "# TYPE a gauge\na 1\nb{x=\"1\"} 2\nd{k=\"2\"} 5\n",
+        _ => "a{ this is not an exposition\n",
+    }
+}
+
+fn newest_is_stale(harness: &Harness, name: &str) -> Option<bool> {
+    let series = harness.select(&[("__name__", name), ("job", "phases")]);
+    let newest = series.first()?.samples.last()?;
+    Some(is_stale_nan(newest.v))
+}
+
+/// Staleness through the scrape cache: lines that vanish from a body get a
+/// marker (unless another line still writes their series), a failed scrape
+/// ends every series, and after it every line counts as added again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vanished_series_are_marked_stale_and_return_as_added() {
+    let phase = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let served_phase = phase.clone();
+    let router = Router::new().route(
+        "/phases",
+        get(move || {
+            let phase = served_phase.load(std::sync::atomic::Ordering::SeqCst);
+            async move { phase_body(phase) }
+        }),
+    );
+    let (address, server) = serve(router).await;
+    let harness = harness();
+    let yaml = format!(
+        "scrape_configs:\n{}",
+        job_yaml(
+            "phases",
+            address,
+            "/phases",
+            "    metric_relabel_configs:\n      - {regex: k, action: labeldrop}\n",
+        )
+    );
+    harness
+        .manager
+        .apply_config(&parse_config(&yaml).unwrap())
+        .unwrap();
+    let sample_count = |h: &Harness, name: &str| {
+        h.select(&[("__name__", name), ("job", "phases")])
+            .first()
+            .map_or(0, |series| series.samples.len())
+    };
+    // Several scrapes, so later ones go through the cache by ref.
+    harness
+        .wait_for("three scrapes of phase 0", |h| sample_count(h, "c") >= 3)
+        .await;
+    assert_eq!(newest_is_stale(&harness, "c"), Some(false));
+    assert_eq!(
+        harness
+            .select(&[("__name__", "d"), ("job", "phases")])
+            .len(),
+        1,
+        "both d lines write one series"
+    );
+
+    phase.store(1, std::sync::atomic::Ordering::SeqCst);
+    harness
+        .wait_for("c marked stale", |h| newest_is_stale(h, "c") == Some(true))
+        .await;
+    let a_samples = sample_count(&harness, "a");
+    harness
+        .wait_for("two more scrapes of phase 1", |h| {
+            sample_count(h, "a") >= a_samples + 2
+        })
+        .await;
+    assert_eq!(newest_is_stale(&harness, "c"), Some(true));
+    for still_written in ["a", "b", "d"] {
+        assert_eq!(
+            newest_is_stale(&harness, still_written),
+            Some(false),
+            "{still_written} is still in the body"
+        );
+    }
+    assert_eq!(
+        harness.last_value(&[("__name__", "scrape_series_added"), ("job", "phases")]),
+        Some(0.0)
+    );
+
+    phase.store(2, std::sync::atomic::Ordering::SeqCst);
+    harness
+        .wait_for("up 0", |h| {
+            h.last_value(&[("__name__", "up"), ("job", "phases")]) == Some(0.0)
+        })
+        .await;
+    for ended in ["a", "b", "d"] {
+        assert_eq!(newest_is_stale(&harness, ended), Some(true), "{ended}");
+    }
+    let failed_at = harness
+        .select(&[("__name__", "up"), ("job", "phases")])
+        .first()
+        .and_then(|series| series.samples.last())
+        .map(|sample| sample.t)
+        .unwrap();
+
+    phase.store(3, std::sync::atomic::Ordering::SeqCst);
+    harness
+        .wait_for("up 1 again", |h| {
+            h.last_value(&[("__name__", "up"), ("job", "phases")]) == Some(1.0)
+        })
+        .await;
+    for back in ["a", "b", "c", "d"] {
+        assert_eq!(newest_is_stale(&harness, back), Some(false), "{back}");
+    }
+    let added_after_failure: Vec<f64> = harness
+        .select(&[("__name__", "scrape_series_added"), ("job", "phases")])
+        .first()
+        .unwrap()
+        .samples
+        .iter()
+        .filter(|sample| sample.t > failed_at)
+        .map(|sample| sample.v)
+        .collect();
+    // Counted per exposition line, as Prometheus's cache does: the two d lines count twice.
+    assert_eq!(added_after_failure.first(), Some(&5.0));
+    harness.manager.shutdown().await;
+    server.abort();
+}

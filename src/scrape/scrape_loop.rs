@@ -19,12 +19,12 @@ use tokio::sync::oneshot;
 
 use crate::clock::Clock;
 use crate::config::file::{HttpClientConfig, ScrapeConfig};
-use crate::ingest::text::{Entry, Format, SampleBuf, TextParser};
+use crate::ingest::text::{Entry, Format, Metadata, MetadataKind, SampleBuf, TextParser};
 use crate::model::{LabelHasher, METRIC_NAME, MetricMetadata, Timestamp, stale_nan};
 use crate::scrape::ScrapeError;
 use crate::scrape::relabel::{LabelMap, relabel};
 use crate::scrape::target::ScrapeTarget;
-use crate::storage::{Appendable, Appender};
+use crate::storage::{Appendable, Appender, SeriesRef};
 
 /// What Prometheus 3 sends: OpenMetrics preferred, then the classic text
 /// format, then anything.
@@ -237,7 +237,13 @@ struct Fetched {
     content_type: String,
 }
 
-async fn fetch(target: &ScrapeTarget, context: &LoopContext) -> Result<Fetched, String> {
+/// Fetches one body. `expected_len` (the last body's size) sizes the buffer
+/// so that it is not regrown and copied chunk after chunk.
+async fn fetch(
+    target: &ScrapeTarget,
+    context: &LoopContext,
+    expected_len: usize,
+) -> Result<Fetched, String> {
     let request = context
         .client
         .get(&target.scrape_url)
@@ -277,7 +283,7 @@ async fn fetch(target: &ScrapeTarget, context: &LoopContext) -> Result<Fetched, 
             .unwrap_or("")
             .to_string();
         let limit = context.config.body_size_limit;
-        let mut body = Vec::new();
+        let mut body = Vec::with_capacity(expected_len + expected_len / 8);
         while let Some(chunk) = response.chunk().await.map_err(describe)? {
             if limit > 0 && (body.len() + chunk.len()) as u64 > limit {
                 return Err(format!(
@@ -296,26 +302,202 @@ async fn fetch(target: &ScrapeTarget, context: &LoopContext) -> Result<Fetched, 
     }
 }
 
-/// Series written by the previous scrape, for staleness markers: label
-/// hash → sorted label pairs.
+/// `CachedLine::reference` of a line whose series has no ref yet.
+const NO_REF: SeriesRef = SeriesRef::MAX;
+
+/// `CachedLine::flags`: relabeling drops the line.
+const LINE_DROPPED: u8 = 1;
+/// `CachedLine::flags`: its last sample counts for staleness (not an
+/// explicit timestamp, or `track_timestamps_staleness`).
+const LINE_TRACKED: u8 = 2;
+/// `CachedLine::flags`: the scrape that last saw it also found it tracked
+/// in the last successful scrape before (it is not new).
+const LINE_SEEN_BEFORE: u8 = 4;
+
+/// What one exposition series (name and labels as written) became, and
+/// when it was last seen: the scrape cache and the staleness tracking in
+/// 24 bytes (plus its 16-byte key) per line.
+#[derive(Clone, Copy)]
+struct CachedLine {
+    /// Hash of the final label set (target labels merged, relabeled).
+    label_hash: u64,
+    /// `SeriesRef`, or `NO_REF` until the store knows the series (a new
+    /// series gets its ref on the scrape after the one that created it).
+    reference: SeriesRef,
+    /// Generation of the newest scrape that saw the line.
+    last_seen_generation: u32,
+    flags: u8,
+}
+
+/// A 128-bit hash of a line's series text (see `line_key`); the low half is
+/// the table hash, both halves are compared.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct LineKey {
+    low: u64,
+    high: u64,
+}
+
+impl std::hash::Hash for LineKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.low);
+    }
+}
+
+/// Passes an already-uniform 64-bit key half through as the hash.
+#[derive(Default, Clone, Copy)]
+struct LineKeyHasher(u64);
+
+impl std::hash::Hasher for LineKeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `LineKey` is hashed here; fold anything else anyway.
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+type LineMap = HashMap<LineKey, CachedLine, std::hash::BuildHasherDefault<LineKeyHasher>>;
+type FastHashMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A final label set kept for a staleness marker: sorted (name, value) pairs.
+type OwnedLabelPairs = Box<[(Box<str>, Box<str>)]>;
+
+/// A loop's memory between scrapes, as Prometheus's scrape cache: a line
+/// seen before skips label building, target-label merging, relabeling,
+/// label checks, hashing and the head lookup, and is appended by ref.
+/// Staleness is tracked by generation numbers in the same entries instead
+/// of building and diffing a set of label sets per scrape: a line last seen
+/// by the previous successful scrape but not by this one has vanished.
 #[derive(Default)]
-pub struct SeriesTracker {
-    series: HashMap<u64, Vec<(String, String)>>,
+pub struct ScrapeCache {
+    /// Keys hash the text instead of storing it: the cache stays small and
+    /// a lookup is one memory access (comparing stored texts cost more than
+    /// the rest of the fast path, in cache misses).
+    lines: LineMap,
+    /// Final labels of tracked series that have no ref yet, by label hash:
+    /// what their staleness marker needs. Empty in steady state.
+    pending_labels: FastHashMap<u64, OwnedLabelPairs>,
+    /// Refs of the synthetic `up`/`scrape_*` series, in `SYNTHETIC_SERIES` order.
+    synthetic: [Option<SeriesRef>; SYNTHETIC_SERIES.len()],
+    /// Of the scrape under way (or the last one); starts at 1.
+    generation: u32,
+    /// Of the last scrape stored successfully; 0 when none (or it failed
+    /// since, which ended every series).
+    last_success_generation: u32,
     /// Newest timestamp this loop stored, so markers never go backwards.
     last_timestamp: Timestamp,
+    /// Fingerprint of the metadata lines stored last; unchanged metadata is
+    /// neither rebuilt nor stored again.
+    metadata_fingerprint: Option<u64>,
+    /// The store's `series_refs_generation` the kept refs were taken
+    /// under; when it moves (retention removed series) every ref is dropped.
+    refs_generation: u64,
+    /// Scratch for building line keys.
+    key: Vec<u8>,
+    /// Size of the last body, to size the next one's buffer at once.
+    last_body_len: usize,
 }
 
-/// A sample ready to append: sorted label pairs, timestamp, value, and
-/// whether the timestamp came from the exposition.
-type ReadySample = (Vec<(String, String)>, Timestamp, f64, bool);
+impl ScrapeCache {
+    /// Drops every kept series ref (the store removed series, so a ref may
+    /// no longer name its series); lines find their refs again by labels.
+    fn forget_refs(&mut self) {
+        for line in self.lines.values_mut() {
+            line.reference = NO_REF;
+        }
+        self.synthetic = Default::default();
+    }
 
-struct ParsedScrape {
-    samples: Vec<ReadySample>,
-    metadata: BTreeMap<String, MetricMetadata>,
-    scraped: u64,
+    /// Number of exposition lines the loop remembers.
+    pub fn cached_lines(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// Whether `line` was a tracked series of the last successful scrape,
+    /// judged before the current scrape touched it.
+    fn was_tracked_in_last_success(&self, line: &CachedLine) -> bool {
+        line.flags & (LINE_DROPPED | LINE_TRACKED) == LINE_TRACKED
+            && line.last_seen_generation == self.last_success_generation
+            && self.last_success_generation != 0
+    }
+
+    /// Series of the last successful scrape that the current scrape has not
+    /// written (all of them with `scrape_failed`), one per label hash: the
+    /// series that get a staleness marker. Lines of the same final series
+    /// count once, and not at all while one of them is still written.
+    fn vanished_series(&self, scrape_failed: bool) -> Vec<(u64, SeriesRef)> {
+        let generation = self.generation;
+        let mut vanished: Vec<(u64, SeriesRef)> = Vec::new();
+        for line in self.lines.values() {
+            let tracked_before = if line.last_seen_generation == generation {
+                scrape_failed && line.flags & LINE_SEEN_BEFORE != 0
+            } else {
+                self.was_tracked_in_last_success(line)
+            };
+            if tracked_before {
+                vanished.push((line.label_hash, line.reference));
+            }
+        }
+        if vanished.is_empty() {
+            return vanished;
+        }
+        vanished.sort_unstable_by_key(|(label_hash, _)| *label_hash);
+        vanished.dedup_by_key(|(label_hash, _)| *label_hash);
+        if !scrape_failed {
+            let still_written: std::collections::HashSet<u64> = self
+                .lines
+                .values()
+                .filter(|line| {
+                    line.last_seen_generation == generation
+                        && line.flags & (LINE_DROPPED | LINE_TRACKED) == LINE_TRACKED
+                })
+                .map(|line| line.label_hash)
+                .collect();
+            vanished.retain(|(label_hash, _)| !still_written.contains(label_hash));
+        }
+        vanished
+    }
 }
 
-fn pairs_hash(pairs: &[(String, String)]) -> u64 {
+/// Separates a name from its value in a line key (0xFF never occurs in UTF-8).
+const KEY_NAME_END: u8 = 0xFF;
+/// Ends a label value in a line key (0xFE never occurs in UTF-8).
+const KEY_VALUE_END: u8 = 0xFE;
+
+/// Fixed seeds: the cache lives in memory only, but fixed seeds make a
+/// collision (which would need two distinct series of one target to agree
+/// on both independent 64-bit halves, odds about n²/2¹²⁹) reproducible.
+const LINE_KEY_SEED_LOW: u64 = 0x9e37_79b9_7f4a_7c15;
+const LINE_KEY_SEED_HIGH: u64 = 0xc2b2_ae3d_27d4_eb4f;
+
+/// The cache key of a sample's series as written: its name and label pairs
+/// with separators that UTF-8 never contains (so distinct series have
+/// distinct texts), hashed twice with independent seeds. `scratch` keeps
+/// its allocation from line to line.
+fn line_key(scratch: &mut Vec<u8>, sample: &SampleBuf<'_>) -> LineKey {
+    use std::hash::BuildHasher;
+    scratch.clear();
+    scratch.extend_from_slice(sample.metric_name().as_bytes());
+    for (name, value) in sample.labels() {
+        scratch.push(KEY_VALUE_END);
+        scratch.extend_from_slice(name.as_bytes());
+        scratch.push(KEY_NAME_END);
+        scratch.extend_from_slice(value.as_bytes());
+    }
+    let text: &[u8] = scratch;
+    LineKey {
+        low: foldhash::quality::FixedState::with_seed(LINE_KEY_SEED_LOW).hash_one(text),
+        high: foldhash::quality::FixedState::with_seed(LINE_KEY_SEED_HIGH).hash_one(text),
+    }
+}
+
+fn pairs_hash(pairs: &[(&str, &str)]) -> u64 {
     let mut hasher = LabelHasher::new();
     for (name, value) in pairs {
         hasher.add(name, value);
@@ -376,22 +558,85 @@ fn check_label_limits(config: &ScrapeConfig, labels: &LabelMap) -> Result<(), St
     Ok(())
 }
 
-/// Parses and checks a whole body; nothing is stored here, so a failure
-/// anywhere leaves no partial scrape.
-fn parse_scrape(
+/// The final labels of a parsed sample: scraped labels (empty values
+/// dropped), target labels merged, `metric_relabel_configs` applied.
+/// `None` when relabeling drops the sample or leaves no metric name.
+fn final_labels(
+    sample: &SampleBuf<'_>,
+    target: &ScrapeTarget,
+    config: &ScrapeConfig,
+) -> Option<LabelMap> {
+    let mut labels: LabelMap = LabelMap::new();
+    labels.insert(METRIC_NAME.to_string(), sample.metric_name().to_string());
+    for (name, value) in sample.labels() {
+        if !value.is_empty() {
+            labels.insert(name.to_string(), value.to_string());
+        }
+    }
+    merge_target_labels(&mut labels, target, config.honor_labels);
+    if !config.metric_relabel_configs.is_empty()
+        && !relabel(&config.metric_relabel_configs, &mut labels)
+    {
+        return None;
+    }
+    if labels.get(METRIC_NAME).is_none_or(String::is_empty) {
+        return None;
+    }
+    Some(labels)
+}
+
+/// What the body of a successful scrape put into the appender.
+struct AppendedScrape {
+    scraped: u64,
+    post_relabel: u64,
+    series_added: u64,
+    /// The metadata and its fingerprint when it differs from the last stored.
+    changed_metadata: Option<(BTreeMap<String, MetricMetadata>, u64)>,
+}
+
+fn metadata_fingerprint(lines: &[Metadata<'_>]) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut hasher = foldhash::fast::FixedState::with_seed(0x0067_7561_7264_6961).build_hasher();
+    for line in lines {
+        line.metric_name.hash(&mut hasher);
+        match &line.kind {
+            MetadataKind::Help(help) => (0u8, help.as_ref()).hash(&mut hasher),
+            MetadataKind::Type(metric_type) => (1u8, metric_type.as_str()).hash(&mut hasher),
+            MetadataKind::Unit(unit) => (2u8, *unit).hash(&mut hasher),
+        }
+    }
+    hasher.finish()
+}
+
+/// Parses the body and queues its samples in `appender`. On an error the
+/// caller discards the appender, so nothing partial of the scrape is
+/// stored; the cache may have learnt lines, which stay true.
+fn append_scrape_body(
     fetched: &Fetched,
     target: &ScrapeTarget,
     config: &ScrapeConfig,
+    cache: &mut ScrapeCache,
+    appender: &mut dyn Appender,
     scrape_time: Timestamp,
-) -> Result<ParsedScrape, String> {
+) -> Result<AppendedScrape, String> {
+    let generation = cache.generation;
     let format = Format::from_content_type(&fetched.content_type);
     let mut parser = TextParser::from_bytes(&fetched.body, format)
         .map_err(|error| format!("parse error: {error}"))?;
     let mut sample = SampleBuf::new();
-    let mut parsed = ParsedScrape {
-        samples: Vec::new(),
-        metadata: BTreeMap::new(),
+    let mut metadata_lines: Vec<Metadata<'_>> = Vec::new();
+    let mut key = std::mem::take(&mut cache.key);
+    let mut appended = AppendedScrape {
         scraped: 0,
+        post_relabel: 0,
+        series_added: 0,
+        changed_metadata: None,
+    };
+    let sample_limit_error = || {
+        format!(
+            "sample_limit exceeded: more than {} samples after metric relabeling",
+            config.sample_limit
+        )
     };
     loop {
         let entry = parser
@@ -399,55 +644,131 @@ fn parse_scrape(
             .map_err(|error| format!("parse error: {error}"))?;
         match entry {
             None => break,
-            Some(Entry::Metadata(metadata)) => {
-                metadata.apply_to(
-                    parsed
-                        .metadata
-                        .entry(metadata.metric_name.to_string())
-                        .or_default(),
-                );
-            }
+            Some(Entry::Metadata(metadata)) => metadata_lines.push(metadata),
             Some(Entry::Sample) => {
-                parsed.scraped += 1;
-                let mut labels: LabelMap = LabelMap::new();
-                labels.insert(METRIC_NAME.to_string(), sample.metric_name().to_string());
-                for (name, value) in sample.labels() {
-                    if !value.is_empty() {
-                        labels.insert(name.to_string(), value.to_string());
+                appended.scraped += 1;
+                let explicit = config.honor_timestamps && sample.timestamp_ms().is_some();
+                let timestamp = match sample.timestamp_ms() {
+                    Some(written) if explicit => written,
+                    _ => scrape_time,
+                };
+                let tracked_flag = if !explicit || config.track_timestamps_staleness {
+                    LINE_TRACKED
+                } else {
+                    0
+                };
+                let value = sample.value();
+                let line_key = line_key(&mut key, &sample);
+                // Whether the line was a tracked series of the last
+                // successful scrape, decided once per scrape (a line written
+                // twice keeps what its first sighting found).
+                let mut seen_before = false;
+                if let Some(line) = cache.lines.get(&line_key).copied() {
+                    seen_before = if line.last_seen_generation == generation {
+                        line.flags & LINE_SEEN_BEFORE != 0
+                    } else {
+                        cache.was_tracked_in_last_success(&line)
+                    };
+                    if line.flags & LINE_DROPPED != 0 {
+                        if let Some(entry) = cache.lines.get_mut(&line_key) {
+                            entry.last_seen_generation = generation;
+                        }
+                        continue;
+                    }
+                    if line.reference != NO_REF {
+                        appended.post_relabel += 1;
+                        if config.sample_limit > 0 && appended.post_relabel > config.sample_limit {
+                            return Err(sample_limit_error());
+                        }
+                        match appender.append_ref(line.reference, timestamp, value) {
+                            Ok(()) => {
+                                if let Some(entry) = cache.lines.get_mut(&line_key) {
+                                    entry.last_seen_generation = generation;
+                                    entry.flags = tracked_flag
+                                        | if seen_before { LINE_SEEN_BEFORE } else { 0 };
+                                }
+                                if tracked_flag != 0 && !seen_before {
+                                    appended.series_added += 1;
+                                }
+                                continue;
+                            }
+                            // A ref the store refuses: take the slow path,
+                            // which appends by labels.
+                            Err(error) => {
+                                tracing::debug!(%error, target = %target.scrape_url, "series ref refused, appending by labels");
+                                appended.post_relabel -= 1;
+                            }
+                        }
                     }
                 }
-                merge_target_labels(&mut labels, target, config.honor_labels);
-                if !config.metric_relabel_configs.is_empty()
-                    && !relabel(&config.metric_relabel_configs, &mut labels)
-                {
+                let Some(labels) = final_labels(&sample, target, config) else {
+                    cache.lines.insert(
+                        line_key,
+                        CachedLine {
+                            label_hash: 0,
+                            reference: NO_REF,
+                            last_seen_generation: generation,
+                            flags: LINE_DROPPED,
+                        },
+                    );
                     continue;
-                }
-                if labels.get(METRIC_NAME).is_none_or(String::is_empty) {
-                    continue;
+                };
+                appended.post_relabel += 1;
+                if config.sample_limit > 0 && appended.post_relabel > config.sample_limit {
+                    return Err(sample_limit_error());
                 }
                 check_label_limits(config, &labels)?;
-                let explicit = config.honor_timestamps && sample.timestamp_ms().is_some();
-                let timestamp = if explicit {
-                    sample.timestamp_ms().unwrap_or(scrape_time)
-                } else {
-                    scrape_time
+                let pairs: Vec<(&str, &str)> = labels
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.as_str()))
+                    .collect();
+                let reference = match appender.append_and_get_ref(&pairs, timestamp, value) {
+                    Ok(reference) => reference,
+                    Err(error) => {
+                        // Not cached: the line takes this path (and is refused) each time.
+                        tracing::debug!(%error, target = %target.scrape_url, "scraped sample refused");
+                        continue;
+                    }
                 };
-                parsed.samples.push((
-                    labels.into_iter().collect(),
-                    timestamp,
-                    sample.value(),
-                    explicit,
-                ));
-                if config.sample_limit > 0 && parsed.samples.len() as u64 > config.sample_limit {
-                    return Err(format!(
-                        "sample_limit exceeded: more than {} samples after metric relabeling",
-                        config.sample_limit
-                    ));
+                let label_hash = pairs_hash(&pairs);
+                cache.lines.insert(
+                    line_key,
+                    CachedLine {
+                        label_hash,
+                        reference: reference.unwrap_or(NO_REF),
+                        last_seen_generation: generation,
+                        flags: tracked_flag | if seen_before { LINE_SEEN_BEFORE } else { 0 },
+                    },
+                );
+                if reference.is_some() {
+                    cache.pending_labels.remove(&label_hash);
+                } else if tracked_flag != 0 {
+                    cache.pending_labels.entry(label_hash).or_insert_with(|| {
+                        pairs
+                            .iter()
+                            .map(|(name, value)| (Box::from(*name), Box::from(*value)))
+                            .collect()
+                    });
+                }
+                if tracked_flag != 0 && !seen_before {
+                    appended.series_added += 1;
                 }
             }
         }
     }
-    Ok(parsed)
+    cache.key = key;
+    let fingerprint = metadata_fingerprint(&metadata_lines);
+    if cache.metadata_fingerprint != Some(fingerprint) {
+        let mut metadata: BTreeMap<String, MetricMetadata> = BTreeMap::new();
+        for line in &metadata_lines {
+            line.apply_to(metadata.entry(line.metric_name.to_string()).or_default());
+        }
+        for (metric, family_metadata) in &metadata {
+            appender.set_metadata(metric, family_metadata);
+        }
+        appended.changed_metadata = Some((metadata, fingerprint));
+    }
+    Ok(appended)
 }
 
 fn synthetic_pairs(target: &ScrapeTarget, name: &str) -> Vec<(String, String)> {
@@ -460,22 +781,57 @@ fn synthetic_pairs(target: &ScrapeTarget, name: &str) -> Vec<(String, String)> {
     labels.into_iter().collect()
 }
 
-fn append_pairs(
+/// Appends by ref when the ref is known and still valid, else by labels
+/// (learning the ref when the store has one).
+fn append_synthetic(
     appender: &mut dyn Appender,
-    pairs: &[(String, String)],
+    reference: &mut Option<SeriesRef>,
+    target: &ScrapeTarget,
+    name: &str,
     timestamp: Timestamp,
     value: f64,
-) -> Result<(), crate::storage::StorageError> {
+) {
+    if let Some(known) = *reference
+        && appender.append_ref(known, timestamp, value).is_ok()
+    {
+        return;
+    }
+    let pairs = synthetic_pairs(target, name);
     let borrowed: Vec<(&str, &str)> = pairs
         .iter()
         .map(|(name, value)| (name.as_str(), value.as_str()))
         .collect();
-    appender.append(&borrowed, timestamp, value)
+    *reference = appender
+        .append_and_get_ref(&borrowed, timestamp, value)
+        .ok()
+        .flatten();
+}
+
+/// Writes the staleness markers of `vanished` (label hash, ref) series.
+fn append_markers(
+    appender: &mut dyn Appender,
+    cache: &ScrapeCache,
+    vanished: &[(u64, SeriesRef)],
+    timestamp: Timestamp,
+) {
+    for (label_hash, reference) in vanished {
+        if *reference != NO_REF {
+            // A ref the store no longer knows names a deleted series: nothing to end.
+            let _ = appender.append_ref(*reference, timestamp, stale_nan());
+        } else if let Some(labels) = cache.pending_labels.get(label_hash) {
+            let borrowed: Vec<(&str, &str)> = labels
+                .iter()
+                .map(|(name, value)| (name.as_ref(), value.as_ref()))
+                .collect();
+            let _ = appender.append(&borrowed, timestamp, stale_nan());
+        }
+    }
 }
 
 /// The outcome of one scrape, for the target's status.
 pub struct ScrapeReport {
     pub error: Option<String>,
+    /// Set when the metadata changed (always on the first success).
     pub metadata: Option<BTreeMap<String, MetricMetadata>>,
 }
 
@@ -484,45 +840,50 @@ fn store_scrape(
     fetched: Result<Fetched, String>,
     target: &ScrapeTarget,
     context: &LoopContext,
-    tracker: &mut SeriesTracker,
+    cache: &mut ScrapeCache,
     scrape_time: Timestamp,
     duration_seconds: f64,
 ) -> ScrapeReport {
     let config = &context.config;
-    let parsed = fetched.and_then(|fetched| parse_scrape(&fetched, target, config, scrape_time));
-    let mut appender = context.appendable.appender();
-    let mut next_series: HashMap<u64, Vec<(String, String)>> = HashMap::new();
-    let (error, metadata, scraped, post_relabel) = match parsed {
-        Ok(parsed) => {
-            let post = parsed.samples.len() as u64;
-            next_series.reserve(parsed.samples.len());
-            for (pairs, timestamp, value, explicit) in parsed.samples {
-                if let Err(error) = append_pairs(appender.as_mut(), &pairs, timestamp, value) {
-                    tracing::debug!(%error, target = %target.scrape_url, "scraped sample refused");
-                    continue;
-                }
-                if !explicit || config.track_timestamps_staleness {
-                    // Moved, not cloned: the pairs are not needed after the append.
-                    next_series.insert(pairs_hash(&pairs), pairs);
-                }
-            }
-            for (metric, metadata) in &parsed.metadata {
-                appender.set_metadata(metric, metadata);
-            }
-            (None, Some(parsed.metadata), parsed.scraped, post)
-        }
-        Err(error) => (Some(error), None, 0, 0),
-    };
-    let marker_time = scrape_time.max(tracker.last_timestamp + 1);
-    for (hash, pairs) in &tracker.series {
-        if !next_series.contains_key(hash) {
-            let _ = append_pairs(appender.as_mut(), pairs, marker_time, stale_nan());
-        }
+    if let Ok(fetched) = &fetched {
+        cache.last_body_len = fetched.body.len();
     }
-    let series_added = next_series
-        .keys()
-        .filter(|hash| !tracker.series.contains_key(hash))
-        .count();
+    // Generation 0 means "never"; wrapping after 2³² scrapes skips it.
+    cache.generation = cache.generation.wrapping_add(1).max(1);
+    let mut appender = context.appendable.appender();
+    let refs_generation = appender.series_refs_generation();
+    if cache.refs_generation != refs_generation {
+        cache.forget_refs();
+        cache.refs_generation = refs_generation;
+    }
+    let appended = fetched.and_then(|fetched| {
+        append_scrape_body(
+            &fetched,
+            target,
+            config,
+            cache,
+            appender.as_mut(),
+            scrape_time,
+        )
+    });
+    let marker_time = scrape_time.max(cache.last_timestamp + 1);
+    let (error, scraped, post_relabel, series_added, changed_metadata) = match appended {
+        Ok(appended) => (
+            None,
+            appended.scraped,
+            appended.post_relabel,
+            appended.series_added,
+            appended.changed_metadata,
+        ),
+        Err(error) => {
+            // Nothing of the body is stored: a fresh appender, and every
+            // series of the previous scrape ends.
+            appender = context.appendable.appender();
+            (Some(error), 0, 0, 0, None)
+        }
+    };
+    let vanished = cache.vanished_series(error.is_some());
+    append_markers(appender.as_mut(), cache, &vanished, marker_time);
     let up = if error.is_none() { 1.0 } else { 0.0 };
     let synthetic_values = [
         up,
@@ -531,10 +892,16 @@ fn store_scrape(
         post_relabel as f64,
         series_added as f64,
     ];
-    for (name, value) in SYNTHETIC_SERIES.iter().zip(synthetic_values) {
-        let _ = append_pairs(
+    for ((name, value), reference) in SYNTHETIC_SERIES
+        .iter()
+        .zip(synthetic_values)
+        .zip(cache.synthetic.iter_mut())
+    {
+        append_synthetic(
             appender.as_mut(),
-            &synthetic_pairs(target, name),
+            reference,
+            target,
+            name,
             marker_time,
             value,
         );
@@ -544,8 +911,25 @@ fn store_scrape(
             if outcome.rejected() > 0 {
                 tracing::debug!(target = %target.scrape_url, rejected = outcome.rejected(), "scraped samples rejected by the store");
             }
-            tracker.series = next_series;
-            tracker.last_timestamp = marker_time;
+            cache.last_timestamp = marker_time;
+            let generation = cache.generation;
+            for (label_hash, _) in &vanished {
+                cache.pending_labels.remove(label_hash);
+            }
+            if error.is_some() {
+                // Every series ended; lines stay cached (what they map to is still true).
+                cache.last_success_generation = 0;
+                cache.pending_labels.clear();
+            } else {
+                cache.last_success_generation = generation;
+                cache
+                    .lines
+                    .retain(|_, line| line.last_seen_generation == generation);
+            }
+            let metadata = changed_metadata.map(|(metadata, fingerprint)| {
+                cache.metadata_fingerprint = Some(fingerprint);
+                metadata
+            });
             ScrapeReport { error, metadata }
         }
         Err(storage_error) => ScrapeReport {
@@ -556,23 +940,28 @@ fn store_scrape(
 }
 
 /// Marks every series of the loop stale; the last act of a stopped loop.
-fn store_end_of_run_staleness(
-    target: &ScrapeTarget,
-    context: &LoopContext,
-    tracker: &SeriesTracker,
-) {
-    if tracker.last_timestamp == 0 {
+fn store_end_of_run_staleness(target: &ScrapeTarget, context: &LoopContext, cache: &ScrapeCache) {
+    if cache.last_timestamp == 0 {
         return;
     }
-    let marker_time = context.clock.now_ms().max(tracker.last_timestamp + 1);
+    let marker_time = context.clock.now_ms().max(cache.last_timestamp + 1);
     let mut appender = context.appendable.appender();
-    for pairs in tracker.series.values() {
-        let _ = append_pairs(appender.as_mut(), pairs, marker_time, stale_nan());
-    }
-    for name in SYNTHETIC_SERIES {
-        let _ = append_pairs(
+    let mut live: Vec<(u64, SeriesRef)> = cache
+        .lines
+        .values()
+        .filter(|line| cache.was_tracked_in_last_success(line))
+        .map(|line| (line.label_hash, line.reference))
+        .collect();
+    live.sort_unstable_by_key(|(label_hash, _)| *label_hash);
+    live.dedup_by_key(|(label_hash, _)| *label_hash);
+    append_markers(appender.as_mut(), cache, &live, marker_time);
+    let mut synthetic = cache.synthetic;
+    for (name, reference) in SYNTHETIC_SERIES.iter().zip(synthetic.iter_mut()) {
+        append_synthetic(
             appender.as_mut(),
-            &synthetic_pairs(target, name),
+            reference,
+            target,
+            name,
             marker_time,
             stale_nan(),
         );
@@ -605,7 +994,8 @@ async fn run_loop(
     let mut ticker = tokio::time::interval(target.interval);
     // A scrape that overruns skips ticks rather than bunching them.
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut tracker = SeriesTracker::default();
+    let target = Arc::new(target);
+    let mut cache = ScrapeCache::default();
     // A dropped sender (pool task gone) counts as "target gone".
     let mark_stale_at_end;
     loop {
@@ -619,7 +1009,7 @@ async fn run_loop(
         let scrape_time = context.clock.now_ms();
         let started = Instant::now();
         let fetched = tokio::select! {
-            fetched = fetch(&target, &context) => fetched,
+            fetched = fetch(&target, &context, cache.last_body_len) => fetched,
             mark = &mut stop => {
                 mark_stale_at_end = mark.unwrap_or(true);
                 break;
@@ -628,24 +1018,24 @@ async fn run_loop(
         let duration_seconds = started.elapsed().as_secs_f64();
         let blocking_target = target.clone();
         let blocking_context = context.clone();
-        let mut blocking_tracker = std::mem::take(&mut tracker);
+        let mut blocking_cache = std::mem::take(&mut cache);
         let stored = tokio::task::spawn_blocking(move || {
             let report = store_scrape(
                 fetched,
                 &blocking_target,
                 &blocking_context,
-                &mut blocking_tracker,
+                &mut blocking_cache,
                 scrape_time,
                 duration_seconds,
             );
-            (report, blocking_tracker)
+            (report, blocking_cache)
         })
         .await;
-        let Ok((report, returned_tracker)) = stored else {
+        let Ok((report, returned_cache)) = stored else {
             tracing::error!(target = %target.scrape_url, "scrape worker failed");
             return;
         };
-        tracker = returned_tracker;
+        cache = returned_cache;
         let mut current = status.lock();
         current.scrape_count += 1;
         current.last_scrape_ms = Some(scrape_time);
@@ -671,7 +1061,7 @@ async fn run_loop(
     let final_context = context.clone();
     let final_target = target.clone();
     let _ = tokio::task::spawn_blocking(move || {
-        store_end_of_run_staleness(&final_target, &final_context, &tracker)
+        store_end_of_run_staleness(&final_target, &final_context, &cache)
     })
     .await;
 }
