@@ -1,0 +1,1 @@
+//! `guardia test rules`: runs `promtool test rules` files.
