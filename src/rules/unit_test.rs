@@ -188,9 +188,6 @@ fn run_test_file(path: &Path) -> Result<(), Vec<String>> {
     let text = std::fs::read_to_string(path).map_err(|error| vec![format!("  {error}")])?;
     let file: TestFile = serde_saphyr::from_str(&text)
         .map_err(|error| vec![format!("  {}", error.without_snippet())])?;
-    if file.fuzzy_compare {
-        tracing::debug!("fuzzy_compare is accepted; values are compared exactly");
-    }
     let evaluation_interval_ms = match &file.evaluation_interval {
         Some(text) => duration_ms(text).map_err(|error| vec![format!("  evaluation_interval: {error}")])?,
         None => 60_000,
@@ -223,7 +220,12 @@ fn run_test_file(path: &Path) -> Result<(), Vec<String>> {
     }
     let mut errors = Vec::new();
     for test_group in &file.tests {
-        errors.extend(run_test_group(test_group, &definitions, evaluation_interval_ms));
+        errors.extend(run_test_group(
+            test_group,
+            &definitions,
+            evaluation_interval_ms,
+            file.fuzzy_compare,
+        ));
     }
     if errors.is_empty() { Ok(()) } else { Err(errors) }
 }
@@ -286,6 +288,7 @@ fn run_test_group(
     test: &TestGroup,
     definitions: &[super::file::RuleGroupDefinition],
     evaluation_interval_ms: i64,
+    fuzzy_compare: bool,
 ) -> Vec<String> {
     let name_prefix = if test.name.is_empty() {
         String::new()
@@ -318,6 +321,7 @@ fn run_test_group(
         interval_ms,
         &store,
         &name_prefix,
+        fuzzy_compare,
     );
     let _ = store.close();
     errors
@@ -357,6 +361,7 @@ fn run_with_store(
     interval_ms: i64,
     store: &crate::tsdb::Tsdb,
     name_prefix: &str,
+    fuzzy_compare: bool,
 ) -> Vec<String> {
     let mut errors = Vec::new();
     if let Err(error) = load_input_series(store, &test.input_series, interval_ms) {
@@ -521,8 +526,7 @@ fn run_with_store(
         expected.sort_by(|a, b| a.0.cmp(&b.0));
         let same = got.len() == expected.len()
             && got.iter().zip(&expected).all(|(left, right)| {
-                left.0 == right.0
-                    && (left.1 == right.1 || (left.1.is_nan() && right.1.is_nan()))
+                left.0 == right.0 && values_equal(left.1, right.1, fuzzy_compare)
             });
         if !same {
             errors.push(format!(
@@ -534,6 +538,23 @@ fn run_with_store(
         }
     }
     errors
+}
+
+/// Exact, or within promtool's relative epsilon (1e-6) under `fuzzy_compare`.
+fn values_equal(left: f64, right: f64, fuzzy_compare: bool) -> bool {
+    if left == right || (left.is_nan() && right.is_nan()) {
+        return true;
+    }
+    if !fuzzy_compare || !left.is_finite() || !right.is_finite() {
+        return false;
+    }
+    const EPSILON: f64 = 0.000_001;
+    let difference = (left - right).abs();
+    let sum = left.abs() + right.abs();
+    if left == 0.0 || right == 0.0 || sum < f64::MIN_POSITIVE {
+        return difference < EPSILON * f64::MIN_POSITIVE;
+    }
+    difference / sum.min(f64::MAX) < EPSILON
 }
 
 fn render_samples(samples: &[(Labels, f64)]) -> String {
