@@ -118,7 +118,7 @@ fn check_rules_reports_like_promtool() {
     assert!(stderr.starts_with("  FAILED:\n"), "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "{}: 4:16: group \"g\", rule 1, \"Broken\": could not parse expression:",
+            "{}: 5:15: group \"g\", rule 1, \"Broken\": could not parse expression:",
             bad.display()
         )),
         "{stderr}"

@@ -28,21 +28,20 @@ pub enum RuleFileError {
         location: String,
         message: String,
     },
-    /// A group-level problem.
-    #[error("{path}: {line}:{column}: group {group:?}: {reason}")]
+    /// A group-level problem, at the group's position.
+    #[error("{path}: {line}:{column}: {reason}")]
     Group {
         path: String,
         line: u64,
         column: u64,
-        group: String,
         reason: String,
     },
-    /// A rule-level problem; `rule` counts from 1 within the group.
-    #[error("{path}: {line}:{column}: group {group:?}, rule {rule}, {name:?}: {reason}")]
+    /// A rule-level problem; `rule` counts from 1 within the group;
+    /// `position` is `line:column: ` of the offending field when known.
+    #[error("{path}: {position}group {group:?}, rule {rule}, {name:?}: {reason}")]
     Rule {
         path: String,
-        line: u64,
-        column: u64,
+        position: String,
         group: String,
         rule: usize,
         name: String,
@@ -101,7 +100,7 @@ pub struct RuleDefinition {
 #[serde(deny_unknown_fields)]
 struct RawRuleFile {
     #[serde(default)]
-    groups: Vec<RawGroup>,
+    groups: Vec<Spanned<RawGroup>>,
 }
 
 #[derive(Deserialize)]
@@ -202,19 +201,19 @@ fn optional_duration(text: Option<&str>) -> Result<Option<Duration>, String> {
 
 fn validate_group(
     path: &str,
-    raw: RawGroup,
+    spanned: Spanned<RawGroup>,
     seen_groups: &mut BTreeSet<String>,
     errors: &mut Vec<RuleFileError>,
 ) -> Option<RuleGroupDefinition> {
+    let line = spanned.referenced.line();
+    let column = spanned.referenced.column();
+    let raw = spanned.value;
     let group_name = raw.name.value.clone();
-    let line = raw.name.referenced.line();
-    let column = raw.name.referenced.column();
     let errors_before = errors.len();
     let group_error = |reason: String| RuleFileError::Group {
         path: path.to_string(),
         line,
         column,
-        group: group_name.clone(),
         reason,
     };
     if group_name.is_empty() {
@@ -270,7 +269,7 @@ fn label_problem(name: &str, value: &str) -> Option<String> {
 fn validate_rule(
     path: &str,
     group: &str,
-    position: usize,
+    position_in_group: usize,
     raw: RawRule,
     errors: &mut Vec<RuleFileError>,
 ) -> Option<RuleDefinition> {
@@ -291,17 +290,25 @@ fn validate_rule(
             None => (String::new(), 0, 0),
         },
     };
-    let mut push = |reason: String| {
-        errors.push(RuleFileError::Rule {
-            path: path.to_string(),
-            line,
-            column,
-            group: group.to_string(),
-            rule: position,
-            name: name.clone(),
-            reason,
-        })
+    let name_position = if line > 0 {
+        format!("{line}:{column}: ")
+    } else {
+        String::new()
     };
+    let expr_position = raw
+        .expr
+        .as_ref()
+        .map(|expr| format!("{}:{}: ", expr.referenced.line(), expr.referenced.column()))
+        .unwrap_or_else(|| name_position.clone());
+    let rule_error = |position: &str, reason: String| RuleFileError::Rule {
+        path: path.to_string(),
+        position: position.to_string(),
+        group: group.to_string(),
+        rule: position_in_group,
+        name: name.clone(),
+        reason,
+    };
+    let mut push = |reason: String| errors.push(rule_error(&name_position, reason));
     let is_recording = raw.record.is_some();
     match (&raw.record, &raw.alert) {
         (Some(_), Some(_)) => push("only one of 'record' and 'alert' must be set".to_string()),
@@ -309,10 +316,11 @@ fn validate_rule(
         _ => {}
     }
     let expr = raw.expr.as_ref().map(|expr| expr.value.clone()).unwrap_or_default();
+    let mut expr_problem = None;
     if expr.trim().is_empty() {
         push("field 'expr' must be set in rule".to_string());
     } else if let Err(message) = promql_parser::parser::parse(&expr) {
-        push(format!("could not parse expression: {message}"));
+        expr_problem = Some(format!("could not parse expression: {message}"));
     }
     let hold = optional_duration(raw.hold.as_deref()).unwrap_or_else(|reason| {
         push(format!("for: {reason}"));
@@ -348,15 +356,24 @@ fn validate_rule(
             push(format!("invalid annotation name: {annotation_name}"));
         }
     }
+    if let Some(reason) = expr_problem {
+        errors.push(rule_error(&expr_position, reason));
+    }
     if !is_recording {
-        // Prometheus checks the syntax of every label and annotation template.
+        // Prometheus checks the syntax of every label and annotation
+        // template and reports these without a position.
         let template_name = format!("__alert_{name}");
-        for text in raw.labels.values().chain(raw.annotations.values()) {
+        let templates = raw
+            .labels
+            .iter()
+            .map(|(key, text)| ("label", key, text))
+            .chain(raw.annotations.iter().map(|(key, text)| ("annotation", key, text)));
+        for (kind, key, text) in templates {
             if text.contains("{{")
                 && let Err(error) =
                     Template::parse(&template_name, &format!("{ALERT_TEMPLATE_DEFINITIONS}{text}"))
             {
-                push(format!("msg={error}"));
+                errors.push(rule_error("", format!("{kind} {key:?}: {error}")));
             }
         }
     }
@@ -460,13 +477,13 @@ mod tests {
 ",
         );
         let joined = errors.join("\n");
-        assert!(joined.contains("r.yml: 4:16: group \"g\", rule 1, \"Broken\": could not parse expression"), "{joined}");
+        assert!(joined.contains("r.yml: 5:15: group \"g\", rule 1, \"Broken\": could not parse expression"), "{joined}");
         assert!(joined.contains("rule 2, \"bad name\": invalid recording rule name: bad name"), "{joined}");
         assert!(joined.contains("rule 3, \"ok\": only one of 'record' and 'alert' must be set"), "{joined}");
         assert!(joined.contains("rule 4, \"BadLabel\": invalid label name: 0bad"), "{joined}");
-        assert!(joined.contains("rule 5, \"BadTemplate\": msg=template: __alert_BadTemplate"), "{joined}");
+        assert!(joined.contains("r.yml: group \"g\", rule 5, \"BadTemplate\": annotation \"summary\": template: __alert_BadTemplate:1: unclosed action"), "{joined}");
         assert!(joined.contains("rule 6, \"rec\": invalid field 'for' in recording rule"), "{joined}");
-        assert!(joined.contains("groupname: \"g\" is repeated in the same file"), "{joined}");
+        assert!(joined.contains("r.yml: 22:5: groupname: \"g\" is repeated in the same file"), "{joined}");
     }
 
     #[test]

@@ -109,7 +109,7 @@ pub fn run_test_files(files: &[PathBuf], out: &mut dyn std::io::Write) -> bool {
                 all_passed = false;
                 let _ = writeln!(out, "  FAILED:");
                 for error in errors {
-                    let _ = writeln!(out, "{error}");
+                    let _ = writeln!(out, "{error}\n");
                 }
             }
         }
@@ -493,7 +493,7 @@ fn run_with_store(
             Ok(rows) => rows,
             Err(error) => {
                 errors.push(format!(
-                    "{name_prefix}    expr: {:?}, time: {time_text}, err: {error}",
+                    "    expr: {:?}, time: {time_text}, err: {error}",
                     expr_test.expr
                 ));
                 continue;
@@ -517,7 +517,7 @@ fn run_with_store(
         }
         if let Some(labels) = bad_labels {
             errors.push(format!(
-                "{name_prefix}    expr: {:?}, time: {time_text}, err: labels {labels:?}: cannot parse",
+                "    expr: {:?}, time: {time_text}, err: labels {labels:?}: cannot parse",
                 expr_test.expr
             ));
             continue;
@@ -530,7 +530,7 @@ fn run_with_store(
             });
         if !same {
             errors.push(format!(
-                "{name_prefix}    expr: {:?}, time: {time_text},\n        exp: {}\n        got: {}",
+                "    expr: {:?}, time: {time_text},\n        exp: {}\n        got: {}",
                 expr_test.expr,
                 render_samples(&expected),
                 render_samples(&got)
@@ -557,18 +557,31 @@ fn values_equal(left: f64, right: f64, fuzzy_compare: bool) -> bool {
     difference / sum.min(f64::MAX) < EPSILON
 }
 
+/// promtool's `parsedSamplesString`: `{__name__="x", a="b"} 1E+00, ...`, or `nil`.
 fn render_samples(samples: &[(Labels, f64)]) -> String {
-    let mut text = String::from("[");
+    if samples.is_empty() {
+        return "nil".to_string();
+    }
+    let mut text = String::new();
     for (index, (labels, value)) in samples.iter().enumerate() {
         if index > 0 {
-            text.push(' ');
+            text.push_str(", ");
         }
-        let _ = write!(
-            text,
-            "{labels} {}",
-            super::template::format_go_float(*value, 'g', None)
-        );
+        text.push('{');
+        for (position, label) in labels.iter().enumerate() {
+            if position > 0 {
+                text.push_str(", ");
+            }
+            let _ = write!(text, "{}={:?}", label.name, label.value);
+        }
+        text.push('}');
+        let rendered = super::template::format_go_float(*value, 'e', None);
+        let rendered = if value.is_finite() {
+            rendered.to_uppercase()
+        } else {
+            rendered
+        };
+        let _ = write!(text, " {rendered}");
     }
-    text.push(']');
     text
 }
