@@ -494,6 +494,25 @@ mod tests {
         assert!(errors[0].starts_with("r.yml: 6:9: unknown field `severity`"), "{errors:?}");
     }
 
+    /// Deterministic stand-in for the `rule_file` fuzz target: every
+    /// prefix and every single-byte deletion of the seeds parses or fails
+    /// without panicking.
+    #[test]
+    fn truncated_and_damaged_seeds_never_panic() {
+        let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/rule_file");
+        for entry in std::fs::read_dir(seeds).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            for cut in (0..text.len()).step_by(23) {
+                if let Some(prefix) = text.get(..cut) {
+                    let _ = parse_rule_file("p.yml", prefix);
+                }
+                if let (Some(head), Some(tail)) = (text.get(..cut), text.get(cut + 1..)) {
+                    let _ = parse_rule_file("d.yml", &format!("{head}{tail}"));
+                }
+            }
+        }
+    }
+
     #[test]
     fn empty_file_has_no_groups() {
         assert_eq!(parse_rule_file("e.yml", "").unwrap().groups.len(), 0);

@@ -1973,6 +1973,54 @@ mod tests {
         }
     }
 
+    /// Deterministic stand-in for the `rule_template` fuzz target under
+    /// `cargo test`: token soup and truncations of the fuzz seeds must
+    /// parse or fail, and run or fail, without panicking.
+    #[test]
+    fn arbitrary_input_never_panics() {
+        const PIECES: &[&str] = &[
+            "{{", "}}", "{{-", "-}}", " ", "$labels", ".Labels", ".", "$value", "|", "(", ")",
+            "if", "else", "end", "range", "with", "$x", ":=", "=", ",", "\"s\"", "`r`", "1",
+            "2.5", "-3", "humanize", "printf", "\"%d %s %5.2f %q %x %v %\"", "query", "first",
+            "value", "label", "eq", "gt", "and", "not", "len", "index", "reReplaceAll",
+            "\"(\"", "title", "/*", "*/", "é", "\\", "\"", "humanizeTimestamp", "1e400",
+            "nil", "true", "args", "sortByLabel", "match", "toUpper", "0x1f", "_", "\n",
+        ];
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let data = alert_template_data(&[("a", "b")], &[], "", 1.0);
+        let query = |expression: &str| -> Result<Vec<(Vec<(String, String)>, f64)>, String> {
+            Ok(vec![(vec![("q".to_string(), expression.to_string())], 2.0)])
+        };
+        for _ in 0..20_000 {
+            let length = (next() % 24) as usize;
+            let mut text = String::new();
+            for _ in 0..length {
+                text.push_str(PIECES[(next() % PIECES.len() as u64) as usize]);
+            }
+            if let Ok(template) = Template::parse("t", &text) {
+                let _ = template.execute(&data, Some(&query));
+            }
+        }
+        let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/rule_template");
+        for entry in std::fs::read_dir(seeds).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            assert!(Template::parse("t", &text).is_ok(), "seed must parse: {text}");
+            for cut in 0..text.len() {
+                if let Some(prefix) = text.get(..cut)
+                    && let Ok(template) = Template::parse("t", prefix)
+                {
+                    let _ = template.execute(&data, Some(&query));
+                }
+            }
+        }
+    }
+
     #[test]
     fn formats_floats_like_go() {
         let cases: &[(f64, char, Option<usize>, &str)] = &[
