@@ -18,7 +18,7 @@ use crate::config::ServerSettings;
 use crate::promql::{Engine, EngineOptions};
 use crate::rules::{RuleManager, RuleSettings};
 use crate::scrape::ScrapeManager;
-use crate::storage::{Appendable, Appender, Queryable, Querier, StateStore, StorageError};
+use crate::storage::{Appendable, Appender, Querier, Queryable, StateStore, StorageError};
 use crate::telemetry::Exposition;
 use crate::tsdb::{Options, Tsdb};
 

@@ -147,9 +147,8 @@ pub trait StateStore: Send + Sync {
     fn delete_state(&self, table: StateTable, key: &[u8]) -> Result<bool, StorageError>;
 
     /// Every entry whose key starts with `prefix`, in key order.
-    fn scan_state(
-        &self,
-        table: StateTable,
-        prefix: &[u8],
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+    fn scan_state(&self, table: StateTable, prefix: &[u8]) -> Result<StateEntries, StorageError>;
 }
+
+/// Key and value pairs of a state scan, in key order.
+pub type StateEntries = Vec<(Vec<u8>, Vec<u8>)>;

@@ -23,8 +23,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use guardia::model::{Labels, Matcher, MetricMetadata, Sample, matches_all};
-use guardia::rules::series_notation::{Point, parse_metric, parse_number, parse_values, read_quoted};
 use guardia::promql::{Engine, EngineOptions, QueryError, QueryOptions, QueryResult, Value};
+use guardia::rules::series_notation::{
+    Point, parse_metric, parse_number, parse_values, read_quoted,
+};
 use guardia::storage::{Querier, Queryable, Series, StorageError};
 
 // ---------------------------------------------------------------------------

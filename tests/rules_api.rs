@@ -34,7 +34,10 @@ fn start(directory: &Path, port: u16) -> Server {
     Server(
         Command::new(BINARY)
             .arg("serve")
-            .arg(format!("--storage.path={}", directory.join("data").display()))
+            .arg(format!(
+                "--storage.path={}",
+                directory.join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg(format!(
                 "--config.file={}",
@@ -136,11 +139,16 @@ async fn alert_fires_and_rules_api_answers_in_prometheus_shape() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 204);
 
-    let alerts = wait_for(&client, &format!("{base}/api/v1/alerts"), &mut server, |body| {
-        body["data"]["alerts"]
-            .as_array()
-            .is_some_and(|alerts| !alerts.is_empty())
-    })
+    let alerts = wait_for(
+        &client,
+        &format!("{base}/api/v1/alerts"),
+        &mut server,
+        |body| {
+            body["data"]["alerts"]
+                .as_array()
+                .is_some_and(|alerts| !alerts.is_empty())
+        },
+    )
     .await;
     let alert = &alerts["data"]["alerts"][0];
     assert_eq!(alerts["status"], "success");
@@ -157,7 +165,12 @@ async fn alert_fires_and_rules_api_answers_in_prometheus_shape() {
     let groups = rules["data"]["groups"].as_array().unwrap();
     assert_eq!(groups.len(), 2);
     assert_eq!(groups[0]["name"], "probe");
-    assert!(groups[0]["file"].as_str().unwrap().ends_with("rules/probe.yml"));
+    assert!(
+        groups[0]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("rules/probe.yml")
+    );
     assert_eq!(groups[0]["interval"], 1.0);
     assert_eq!(groups[1]["interval"], 2.0);
     let recording = &groups[0]["rules"][0];
@@ -187,12 +200,15 @@ async fn alert_fires_and_rules_api_answers_in_prometheus_shape() {
     )
     .await;
     let groups = by_name["data"]["groups"].as_array().unwrap();
-    assert_eq!(groups.len(), 1, "groups without a matching rule are left out");
+    assert_eq!(
+        groups.len(),
+        1,
+        "groups without a matching rule are left out"
+    );
     assert_eq!(groups[0]["rules"].as_array().unwrap().len(), 1);
     assert!(groups[0]["rules"][0].get("alerts").is_none());
 
-    let (_, by_group) =
-        get_json(&client, &format!("{base}/api/v1/rules?rule_group[]=other")).await;
+    let (_, by_group) = get_json(&client, &format!("{base}/api/v1/rules?rule_group[]=other")).await;
     assert_eq!(by_group["data"]["groups"][0]["name"], "other");
     assert_eq!(by_group["data"]["groups"].as_array().unwrap().len(), 1);
 

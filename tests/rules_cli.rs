@@ -72,7 +72,11 @@ fn every_rule_pack_checks_and_every_alert_has_layer_severity_summary_description
                         .or_else(|| group.labels.get(name))
                         .cloned()
                 };
-                assert!(label("layer").is_some(), "{pack}: {} has no layer", rule.name);
+                assert!(
+                    label("layer").is_some(),
+                    "{pack}: {} has no layer",
+                    rule.name
+                );
                 assert!(
                     matches!(label("severity").as_deref(), Some("warning" | "critical")),
                     "{pack}: {} has no severity",
@@ -112,7 +116,12 @@ fn check_rules_reports_like_promtool() {
         "groups:\n  - name: g\n    rules:\n      - alert: Broken\n        expr: sum(up\n",
     )
     .unwrap();
-    let output = run(&["check", "rules", good.to_str().unwrap(), bad.to_str().unwrap()]);
+    let output = run(&[
+        "check",
+        "rules",
+        good.to_str().unwrap(),
+        bad.to_str().unwrap(),
+    ]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
     assert!(stderr.starts_with("  FAILED:\n"), "{stderr}");
@@ -155,10 +164,16 @@ tests:
     assert_eq!(output.status.code(), Some(1));
     let stdout = text(&output.stdout);
     assert!(
-        stdout.starts_with(&format!("Unit Testing:  {}\n  FAILED:\n", test_file.display())),
+        stdout.starts_with(&format!(
+            "Unit Testing:  {}\n  FAILED:\n",
+            test_file.display()
+        )),
         "{stdout}"
     );
-    assert!(stdout.contains("    alertname: Down, time: 2m, \n        exp:["), "{stdout}");
+    assert!(
+        stdout.contains("    alertname: Down, time: 2m, \n        exp:["),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("Labels:{alertname=\"Down\", instance=\"b\", severity=\"page\"}"),
         "{stdout}"

@@ -160,14 +160,22 @@ fn pending_then_firing_after_for_then_resolved() {
     assert_eq!(for_state[0].1, (START + MINUTE) as f64 / 1000.0);
     for minute in 2..6 {
         fixture.step(START + minute * MINUTE, Some(9.0));
-        assert_eq!(fixture.alert().unwrap().0, AlertState::Pending, "minute {minute}");
+        assert_eq!(
+            fixture.alert().unwrap().0,
+            AlertState::Pending,
+            "minute {minute}"
+        );
     }
     fixture.step(START + 6 * MINUTE, Some(9.0));
     assert_eq!(fixture.alert().unwrap().0, AlertState::Firing);
     let firing = fixture.query("ALERTS{alertstate=\"firing\"}", START + 6 * MINUTE);
     assert_eq!(firing.len(), 1);
     // The pending series got a staleness marker when the alert fired.
-    assert!(fixture.query("ALERTS{alertstate=\"pending\"}", START + 6 * MINUTE).is_empty());
+    assert!(
+        fixture
+            .query("ALERTS{alertstate=\"pending\"}", START + 6 * MINUTE)
+            .is_empty()
+    );
 
     // Condition clears: keep_firing_for (10m) holds the alert, then it resolves.
     fixture.step(START + 7 * MINUTE, Some(1.0));
@@ -222,7 +230,11 @@ fn vanished_recorded_series_is_marked_stale() {
     // its own series gets one; without it the recorded sample would still
     // be inside the 5 m lookback a minute later.
     fixture.step(START + MINUTE, Some(guardia::model::stale_nan()));
-    assert!(fixture.query("instance:load:max", START + 2 * MINUTE).is_empty());
+    assert!(
+        fixture
+            .query("instance:load:max", START + 2 * MINUTE)
+            .is_empty()
+    );
     fixture.tsdb.close().unwrap();
 }
 
@@ -252,7 +264,10 @@ fn restart_during_keep_firing_for_keeps_firing_until_it_ends() {
     assert_eq!(fixture.alert().unwrap().2, Some(START + 6 * MINUTE));
     let fixture = fixture.restart();
     let (state, _, since, _) = fixture.alert().unwrap();
-    assert_eq!((state, since), (AlertState::Firing, Some(START + 6 * MINUTE)));
+    assert_eq!(
+        (state, since),
+        (AlertState::Firing, Some(START + 6 * MINUTE))
+    );
     fixture.step(START + 15 * MINUTE, Some(1.0));
     assert_eq!(fixture.alert().unwrap().0, AlertState::Firing);
     fixture.step(START + 16 * MINUTE, Some(1.0));

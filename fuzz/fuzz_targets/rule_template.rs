@@ -4,7 +4,7 @@
 //! to an output or an error, never a panic.
 #![no_main]
 
-use guardia::rules::template::{Template, alert_template_data};
+use guardia::rules::template::{QueryRows, Template, alert_template_data};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {
@@ -20,7 +20,7 @@ fuzz_target!(|bytes: &[u8]| {
         "http://guardia.example",
         42.5,
     );
-    let query = |expression: &str| -> Result<Vec<(Vec<(String, String)>, f64)>, String> {
+    let query = |expression: &str| -> Result<QueryRows, String> {
         if expression.is_empty() {
             return Err("empty query".to_string());
         }

@@ -66,8 +66,10 @@ pub async fn rules_handler(
     let group_names: Vec<&str> = params.all("rule_group[]").collect();
     let files: Vec<&str> = params.all("file[]").collect();
     let exclude_alerts = matches!(params.first("exclude_alerts"), Some("true" | "1"));
-    let filtering =
-        wanted_type.is_some() || !rule_names.is_empty() || !group_names.is_empty() || !files.is_empty();
+    let filtering = wanted_type.is_some()
+        || !rule_names.is_empty()
+        || !group_names.is_empty()
+        || !files.is_empty();
     let mut groups_json = Vec::new();
     let groups = state
         .rule_manager()
@@ -147,7 +149,10 @@ pub async fn rules_handler(
             "lastEvaluation": format_rfc3339(group.last_evaluation),
         }));
     }
-    Ok(success_response(json!({ "groups": groups_json }), Vec::new()))
+    Ok(success_response(
+        json!({ "groups": groups_json }),
+        Vec::new(),
+    ))
 }
 
 pub async fn alerts_handler(State(state): State<ApiState>) -> Result<Response, ApiError> {

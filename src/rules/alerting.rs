@@ -98,7 +98,12 @@ impl AlertingRule {
                 .map(|label| (label.name.as_str(), label.value.as_str()))
                 .collect();
             let data = alert_template_data(&pairs, &external, context.external_url, value);
-            let expand = |text: &str| match expand_alert_template(&self.name, text, &data, context.query) {
+            let expand = |text: &str| match expand_alert_template(
+                &self.name,
+                text,
+                &data,
+                context.query,
+            ) {
                 Ok(expanded) => expanded,
                 Err(error) => {
                     tracing::warn!(alert = %self.name, %error, "expanding an alert template failed");
@@ -194,7 +199,10 @@ impl AlertingRule {
                 alert.state = AlertState::Firing;
                 alert.fired_at = Some(ts);
             }
-            samples.push((alert_series(&alert.labels, ALERTS_METRIC_NAME, Some(alert.state)), 1.0));
+            samples.push((
+                alert_series(&alert.labels, ALERTS_METRIC_NAME, Some(alert.state)),
+                1.0,
+            ));
             samples.push((
                 alert_series(&alert.labels, ALERTS_FOR_STATE_METRIC_NAME, None),
                 alert.active_at as f64 / 1000.0,
@@ -305,7 +313,10 @@ mod tests {
         assert_eq!(for_state.1, 0.0);
         assert_eq!(states(&step(&mut rule, 4 * MINUTE, true)), ["pending"]);
         assert_eq!(states(&step(&mut rule, 5 * MINUTE, true)), ["firing"]);
-        assert_eq!(rule.active_alerts().next().unwrap().fired_at, Some(5 * MINUTE));
+        assert_eq!(
+            rule.active_alerts().next().unwrap().fired_at,
+            Some(5 * MINUTE)
+        );
         assert!(step(&mut rule, 6 * MINUTE, false).is_empty());
         let resolved = rule.active.values().next().unwrap();
         assert_eq!(resolved.state, AlertState::Inactive);
@@ -383,7 +394,10 @@ mod tests {
         step(&mut rule, 0, true);
         let alert = rule.active_alerts().next().unwrap();
         let text = alert.annotations.get("bad").unwrap();
-        assert!(text.starts_with("<error expanding template: template: __alert_HighLoad"), "{text}");
+        assert!(
+            text.starts_with("<error expanding template: template: __alert_HighLoad"),
+            "{text}"
+        );
         assert_eq!(alert.annotations.get("summary"), Some("a at 2"));
     }
 }

@@ -286,7 +286,11 @@ fn validate_rule(
             alert.referenced.column(),
         ),
         (None, None) => match &raw.expr {
-            Some(expr) => (String::new(), expr.referenced.line(), expr.referenced.column()),
+            Some(expr) => (
+                String::new(),
+                expr.referenced.line(),
+                expr.referenced.column(),
+            ),
             None => (String::new(), 0, 0),
         },
     };
@@ -315,7 +319,11 @@ fn validate_rule(
         (None, None) => push("one of 'record' or 'alert' must be set".to_string()),
         _ => {}
     }
-    let expr = raw.expr.as_ref().map(|expr| expr.value.clone()).unwrap_or_default();
+    let expr = raw
+        .expr
+        .as_ref()
+        .map(|expr| expr.value.clone())
+        .unwrap_or_default();
     let mut expr_problem = None;
     if expr.trim().is_empty() {
         push("field 'expr' must be set in rule".to_string());
@@ -326,10 +334,11 @@ fn validate_rule(
         push(format!("for: {reason}"));
         None
     });
-    let keep_firing_for = optional_duration(raw.keep_firing_for.as_deref()).unwrap_or_else(|reason| {
-        push(format!("keep_firing_for: {reason}"));
-        None
-    });
+    let keep_firing_for =
+        optional_duration(raw.keep_firing_for.as_deref()).unwrap_or_else(|reason| {
+            push(format!("keep_firing_for: {reason}"));
+            None
+        });
     if is_recording {
         if !raw.annotations.is_empty() {
             push("invalid field 'annotations' in recording rule".to_string());
@@ -367,11 +376,17 @@ fn validate_rule(
             .labels
             .iter()
             .map(|(key, text)| ("label", key, text))
-            .chain(raw.annotations.iter().map(|(key, text)| ("annotation", key, text)));
+            .chain(
+                raw.annotations
+                    .iter()
+                    .map(|(key, text)| ("annotation", key, text)),
+            );
         for (kind, key, text) in templates {
             if text.contains("{{")
-                && let Err(error) =
-                    Template::parse(&template_name, &format!("{ALERT_TEMPLATE_DEFINITIONS}{text}"))
+                && let Err(error) = Template::parse(
+                    &template_name,
+                    &format!("{ALERT_TEMPLATE_DEFINITIONS}{text}"),
+                )
             {
                 errors.push(rule_error("", format!("{kind} {key:?}: {error}")));
             }
@@ -477,21 +492,46 @@ mod tests {
 ",
         );
         let joined = errors.join("\n");
-        assert!(joined.contains("r.yml: 5:15: group \"g\", rule 1, \"Broken\": could not parse expression"), "{joined}");
-        assert!(joined.contains("rule 2, \"bad name\": invalid recording rule name: bad name"), "{joined}");
-        assert!(joined.contains("rule 3, \"ok\": only one of 'record' and 'alert' must be set"), "{joined}");
-        assert!(joined.contains("rule 4, \"BadLabel\": invalid label name: 0bad"), "{joined}");
+        assert!(
+            joined.contains(
+                "r.yml: 5:15: group \"g\", rule 1, \"Broken\": could not parse expression"
+            ),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("rule 2, \"bad name\": invalid recording rule name: bad name"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("rule 3, \"ok\": only one of 'record' and 'alert' must be set"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("rule 4, \"BadLabel\": invalid label name: 0bad"),
+            "{joined}"
+        );
         assert!(joined.contains("r.yml: group \"g\", rule 5, \"BadTemplate\": annotation \"summary\": template: __alert_BadTemplate:1: unclosed action"), "{joined}");
-        assert!(joined.contains("rule 6, \"rec\": invalid field 'for' in recording rule"), "{joined}");
-        assert!(joined.contains("r.yml: 22:5: groupname: \"g\" is repeated in the same file"), "{joined}");
+        assert!(
+            joined.contains("rule 6, \"rec\": invalid field 'for' in recording rule"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("r.yml: 22:5: groupname: \"g\" is repeated in the same file"),
+            "{joined}"
+        );
     }
 
     #[test]
     fn unknown_keys_are_named_with_position() {
-        let errors = errors_of("groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up\n        severity: x\n");
+        let errors = errors_of(
+            "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up\n        severity: x\n",
+        );
         assert_eq!(errors.len(), 1);
         assert!(errors[0].contains("severity"), "{errors:?}");
-        assert!(errors[0].starts_with("r.yml: 6:9: unknown field `severity`"), "{errors:?}");
+        assert!(
+            errors[0].starts_with("r.yml: 6:9: unknown field `severity`"),
+            "{errors:?}"
+        );
     }
 
     /// Deterministic stand-in for the `rule_file` fuzz target: every
@@ -516,6 +556,12 @@ mod tests {
     #[test]
     fn empty_file_has_no_groups() {
         assert_eq!(parse_rule_file("e.yml", "").unwrap().groups.len(), 0);
-        assert_eq!(parse_rule_file("e.yml", "groups: []\n").unwrap().groups.len(), 0);
+        assert_eq!(
+            parse_rule_file("e.yml", "groups: []\n")
+                .unwrap()
+                .groups
+                .len(),
+            0
+        );
     }
 }

@@ -22,6 +22,7 @@ use crate::storage::{StateStore, StateTable};
 use super::alerting::{Alert, AlertTemplateContext, AlertingRule};
 use super::file::{RuleGroupDefinition, RuleKind};
 use super::recording::RecordingRule;
+use super::template::QueryRows;
 use super::{RuleEvaluationError, RuleStorage, metrics};
 
 #[derive(Clone, Debug)]
@@ -112,7 +113,8 @@ impl Group {
     /// Builds a group from its definition; `default_interval_ms` applies when
     /// the group has no `interval`.
     pub fn new(definition: &RuleGroupDefinition, default_interval_ms: i64) -> Group {
-        let millis = |duration: std::time::Duration| i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+        let millis =
+            |duration: std::time::Duration| i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
         let rules = definition
             .rules
             .iter()
@@ -152,7 +154,10 @@ impl Group {
         Group {
             name: definition.name.clone(),
             file: definition.file.clone(),
-            interval_ms: definition.interval.map_or(default_interval_ms, millis).max(1),
+            interval_ms: definition
+                .interval
+                .map_or(default_interval_ms, millis)
+                .max(1),
             query_offset_ms: definition.query_offset.map_or(0, millis),
             limit: definition.limit,
             labels: definition.labels.clone(),
@@ -317,7 +322,7 @@ fn evaluate_rule(
     match rule {
         Rule::Recording(rule) => rule.evaluate(result, limit),
         Rule::Alerting(rule) => {
-            let query = |expression: &str| -> Result<Vec<(Vec<(String, String)>, f64)>, String> {
+            let query = |expression: &str| -> Result<QueryRows, String> {
                 query_vector(context.engine, context.storage, expression, sample_ts)
                     .map(|rows| {
                         rows.into_iter()
@@ -385,7 +390,8 @@ fn write_samples(
         return Ok(());
     }
     let mut appender = storage.appender();
-    let storage_error = |error: crate::storage::StorageError| RuleEvaluationError::Storage(error.to_string());
+    let storage_error =
+        |error: crate::storage::StorageError| RuleEvaluationError::Storage(error.to_string());
     let stale = stale_nan();
     for (labels, value) in samples
         .iter()
@@ -396,7 +402,9 @@ fn write_samples(
             .iter()
             .map(|label| (label.name.as_str(), label.value.as_str()))
             .collect();
-        appender.append(&pairs, sample_ts, value).map_err(storage_error)?;
+        appender
+            .append(&pairs, sample_ts, value)
+            .map_err(storage_error)?;
     }
     let outcome = appender.commit().map_err(storage_error)?;
     if outcome.rejected() > 0 {

@@ -318,4 +318,3 @@ pub fn parse_values(text: &str) -> Option<Vec<Point>> {
     }
     Some(points)
 }
-

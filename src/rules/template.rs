@@ -68,7 +68,10 @@ impl TemplateValue {
     }
 
     /// One query result element, as Prometheus's `sample` type (`.Labels`, `.Value`).
-    pub fn sample<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>, value: f64) -> TemplateValue {
+    pub fn sample<'a>(
+        labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+        value: f64,
+    ) -> TemplateValue {
         let mut fields = BTreeMap::new();
         fields.insert("Labels".to_string(), TemplateValue::string_map(labels));
         fields.insert("Value".to_string(), TemplateValue::Float(value));
@@ -141,10 +144,11 @@ impl TemplateValue {
     }
 }
 
-/// Runs PromQL for the `query` function at the template's evaluation time:
-/// each result element as (label pairs, value).
-pub type TemplateQueryFunction<'a> =
-    dyn Fn(&str) -> Result<Vec<(Vec<(String, String)>, f64)>, String> + 'a;
+/// Result rows of a template query: (label pairs, value).
+pub type QueryRows = Vec<(Vec<(String, String)>, f64)>;
+
+/// Runs PromQL for the `query` function at the template's evaluation time.
+pub type TemplateQueryFunction<'a> = dyn Fn(&str) -> Result<QueryRows, String> + 'a;
 
 // ------------------------------------------------------------------ lexing
 
@@ -214,7 +218,11 @@ fn split_segments(name: &str, source: &str) -> Result<Vec<Segment>, TemplateErro
             } else if let Some(after) = after.strip_prefix("}}") {
                 (after, false)
             } else {
-                return Err(parse_error(name, action_line, "comment ends before closing delimiter"));
+                return Err(parse_error(
+                    name,
+                    action_line,
+                    "comment ends before closing delimiter",
+                ));
             };
             line += trimmed_inside[..end].matches('\n').count();
             trim_next_text = trims_after;
@@ -403,7 +411,11 @@ fn lex_action(
                 }
                 let number = text[byte_at(start)..byte_at(index)].to_string();
                 if parse_number_literal(&number).is_none() {
-                    return Err(parse_error(name, line, &format!("bad number syntax: {number:?}")));
+                    return Err(parse_error(
+                        name,
+                        line,
+                        &format!("bad number syntax: {number:?}"),
+                    ));
                 }
                 tokens.push(Token::Number(number));
             }
@@ -520,12 +532,53 @@ struct Parser<'a> {
 }
 
 const KNOWN_FUNCTIONS: &[&str] = &[
-    "and", "or", "not", "eq", "ne", "lt", "le", "gt", "ge", "len", "index", "print", "printf",
-    "println", "html", "js", "urlquery", "slice", "call", "query", "first", "label", "value",
-    "strvalue", "args", "reReplaceAll", "safeHtml", "match", "title", "toUpper", "toLower",
-    "graphLink", "tableLink", "sortByLabel", "humanize", "humanize1024", "humanizeDuration",
-    "humanizePercentage", "humanizeTimestamp", "toTime", "toDuration", "pathPrefix",
-    "externalURL", "parseDuration", "stripPort", "stripDomain", "now",
+    "and",
+    "or",
+    "not",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "len",
+    "index",
+    "print",
+    "printf",
+    "println",
+    "html",
+    "js",
+    "urlquery",
+    "slice",
+    "call",
+    "query",
+    "first",
+    "label",
+    "value",
+    "strvalue",
+    "args",
+    "reReplaceAll",
+    "safeHtml",
+    "match",
+    "title",
+    "toUpper",
+    "toLower",
+    "graphLink",
+    "tableLink",
+    "sortByLabel",
+    "humanize",
+    "humanize1024",
+    "humanizeDuration",
+    "humanizePercentage",
+    "humanizeTimestamp",
+    "toTime",
+    "toDuration",
+    "pathPrefix",
+    "externalURL",
+    "parseDuration",
+    "stripPort",
+    "stripDomain",
+    "now",
 ];
 
 impl Parser<'_> {
@@ -608,7 +661,9 @@ impl Parser<'_> {
         let (nodes, end) = self.parse_list()?;
         match end {
             BlockEnd::End => Ok(nodes),
-            BlockEnd::Else(_, line) => Err(parse_error(self.name, line, "expected end; found else")),
+            BlockEnd::Else(_, line) => {
+                Err(parse_error(self.name, line, "expected end; found else"))
+            }
             BlockEnd::Eof => Err(parse_error(self.name, 0, "unexpected EOF")),
         }
     }
@@ -635,7 +690,11 @@ impl Parser<'_> {
                 }
                 BlockEnd::Else(Some(rest), else_line) => {
                     if rest.first() != Some(&Token::Identifier("if".to_string())) {
-                        return Err(parse_error(self.name, else_line, "unexpected tokens after else"));
+                        return Err(parse_error(
+                            self.name,
+                            else_line,
+                            "unexpected tokens after else",
+                        ));
                     }
                     condition = self.parse_pipeline(&rest[1..], else_line, true)?;
                 }
@@ -723,7 +782,9 @@ impl Parser<'_> {
                     current.push(Operand::Nested(Box::new(nested)));
                     position = end + 1;
                 }
-                Token::RightParen => return Err(parse_error(self.name, line, "unexpected right paren")),
+                Token::RightParen => {
+                    return Err(parse_error(self.name, line, "unexpected right paren"));
+                }
                 Token::Declare | Token::Assign | Token::Comma => {
                     return Err(parse_error(self.name, line, "unexpected token in operand"));
                 }
@@ -1105,11 +1166,7 @@ impl Execution<'_, '_> {
             return self.call_function(name, arguments, line);
         }
         if command.operands.len() > 1 || piped.is_some() {
-            return Err(self.error(
-                line,
-                "",
-                "can't give argument to non-function",
-            ));
+            return Err(self.error(line, "", "can't give argument to non-function"));
         }
         self.evaluate_operand(first, dot, line)
     }
@@ -1168,7 +1225,7 @@ impl Execution<'_, '_> {
                     want(2)?;
                 }
                 let ordering = |left: &TemplateValue, right: &TemplateValue| {
-                    compare_values(left, right).map_err(|message| fail(message))
+                    compare_values(left, right).map_err(&fail)
                 };
                 if name == "eq" {
                     for candidate in &arguments[1..] {
@@ -1229,8 +1286,8 @@ impl Execution<'_, '_> {
                 let mut out = String::new();
                 for (position, argument) in arguments.iter().enumerate() {
                     let is_string = matches!(argument, TemplateValue::Str(_));
-                    let previous_is_string = position > 0
-                        && matches!(arguments[position - 1], TemplateValue::Str(_));
+                    let previous_is_string =
+                        position > 0 && matches!(arguments[position - 1], TemplateValue::Str(_));
                     if position > 0 && (name == "println" || (!is_string && !previous_is_string)) {
                         out.push(' ');
                     }
@@ -1286,7 +1343,9 @@ impl Execution<'_, '_> {
                 want(1)?;
                 match &arguments[0] {
                     TemplateValue::List(items) if !items.is_empty() => Ok(items[0].clone()),
-                    TemplateValue::List(_) => Err(fail("first() called on vector with no elements".to_string())),
+                    TemplateValue::List(_) => Err(fail(
+                        "first() called on vector with no elements".to_string(),
+                    )),
                     other => Err(fail(format!("first() called on {}", other.kind()))),
                 }
             }
@@ -1333,7 +1392,9 @@ impl Execution<'_, '_> {
                 let (TemplateValue::Str(label_name), TemplateValue::List(items)) =
                     (&arguments[0], &arguments[1])
                 else {
-                    return Err(fail("sortByLabel needs a label name and a vector".to_string()));
+                    return Err(fail(
+                        "sortByLabel needs a label name and a vector".to_string(),
+                    ));
                 };
                 let mut items = items.clone();
                 let key = |item: &TemplateValue| -> String {
@@ -1365,9 +1426,12 @@ impl Execution<'_, '_> {
                 else {
                     return Err(fail("reReplaceAll needs three strings".to_string()));
                 };
-                let expression = regex::Regex::new(pattern).map_err(|error| fail(error.to_string()))?;
+                let expression =
+                    regex::Regex::new(pattern).map_err(|error| fail(error.to_string()))?;
                 Ok(TemplateValue::Str(
-                    expression.replace_all(text, replacement.as_str()).into_owned(),
+                    expression
+                        .replace_all(text, replacement.as_str())
+                        .into_owned(),
                 ))
             }
             "match" => {
@@ -1377,7 +1441,8 @@ impl Execution<'_, '_> {
                 else {
                     return Err(fail("match needs two strings".to_string()));
                 };
-                let expression = regex::Regex::new(pattern).map_err(|error| fail(error.to_string()))?;
+                let expression =
+                    regex::Regex::new(pattern).map_err(|error| fail(error.to_string()))?;
                 Ok(TemplateValue::Bool(expression.is_match(text)))
             }
             "title" | "toUpper" | "toLower" | "stripPort" | "stripDomain" => {
@@ -1401,7 +1466,9 @@ impl Execution<'_, '_> {
                     "humanize" => humanize(value),
                     "humanize1024" => humanize_1024(value),
                     "humanizeDuration" | "toDuration" => humanize_duration(value),
-                    "humanizePercentage" => format!("{}%", format_go_float(value * 100.0, 'g', Some(4))),
+                    "humanizePercentage" => {
+                        format!("{}%", format_go_float(value * 100.0, 'g', Some(4)))
+                    }
                     _ => humanize_timestamp(value),
                 }))
             }
@@ -1410,7 +1477,8 @@ impl Execution<'_, '_> {
                 let TemplateValue::Str(text) = &arguments[0] else {
                     return Err(fail("parseDuration needs a string".to_string()));
                 };
-                let duration = crate::config::parse_duration(text).map_err(|error| fail(error.to_string()))?;
+                let duration =
+                    crate::config::parse_duration(text).map_err(|error| fail(error.to_string()))?;
                 Ok(TemplateValue::Float(duration.as_secs_f64()))
             }
             "pathPrefix" | "externalURL" => Ok(TemplateValue::Str(String::new())),
@@ -1686,13 +1754,21 @@ pub fn format_go_float(value: f64, verb: char, precision: Option<usize>) -> Stri
             }
             let exponent = point - 1;
             if exponent < -4 || exponent >= exponent_precision {
-                let mut shown = if shortest { digit_count } else { requested as i32 };
+                let mut shown = if shortest {
+                    digit_count
+                } else {
+                    requested as i32
+                };
                 if shown > digit_count {
                     shown = digit_count;
                 }
                 append_exponent_form(&mut out, &digits, point, (shown - 1).max(0) as usize);
             } else {
-                let mut shown = if shortest { digit_count } else { requested as i32 };
+                let mut shown = if shortest {
+                    digit_count
+                } else {
+                    requested as i32
+                };
                 if shown > point {
                     shown = digit_count;
                 }
@@ -1737,7 +1813,9 @@ fn append_fixed_form(out: &mut String, digits: &str, point: i32, decimals: usize
             let digit = if position < 0 {
                 '0'
             } else {
-                bytes.get(position as usize).map_or('0', |byte| *byte as char)
+                bytes
+                    .get(position as usize)
+                    .map_or('0', |byte| *byte as char)
             };
             out.push(digit);
         }
@@ -1815,9 +1893,13 @@ fn go_sprintf(format: &str, arguments: &[TemplateValue]) -> String {
             ('v', other) => other.to_display(),
             ('q', TemplateValue::Str(text)) => format!("{text:?}"),
             ('x', TemplateValue::Int(number)) => format!("{number:x}"),
-            ('x', TemplateValue::Str(text)) => text.bytes().map(|byte| format!("{byte:02x}")).collect(),
+            ('x', TemplateValue::Str(text)) => {
+                text.bytes().map(|byte| format!("{byte:02x}")).collect()
+            }
             ('t', TemplateValue::Bool(value)) => value.to_string(),
-            ('d', TemplateValue::Float(number)) => format!("%!d(float64={})", format_go_float(*number, 'g', None)),
+            ('d', TemplateValue::Float(number)) => {
+                format!("%!d(float64={})", format_go_float(*number, 'g', None))
+            }
             ('s', other) => format!("%!s({}={})", go_type_name(other), other.to_display()),
             (verb, other) => format!("%!{verb}({}={})", go_type_name(other), other.to_display()),
         };
@@ -1875,11 +1957,23 @@ mod tests {
 
     fn expand(text: &str, labels: &[(&str, &str)], value: f64) -> String {
         let data = alert_template_data(labels, &[("site", "north")], "http://guardia", value);
-        let query = |expression: &str| -> Result<Vec<(Vec<(String, String)>, f64)>, String> {
+        let query = |expression: &str| -> Result<QueryRows, String> {
             match expression {
                 "up" => Ok(vec![
-                    (vec![("instance".into(), "a:9100".into()), ("job".into(), "node".into())], 1.0),
-                    (vec![("instance".into(), "b:9100".into()), ("job".into(), "node".into())], 0.0),
+                    (
+                        vec![
+                            ("instance".into(), "a:9100".into()),
+                            ("job".into(), "node".into()),
+                        ],
+                        1.0,
+                    ),
+                    (
+                        vec![
+                            ("instance".into(), "b:9100".into()),
+                            ("job".into(), "node".into()),
+                        ],
+                        0.0,
+                    ),
                 ]),
                 "nothing" => Ok(Vec::new()),
                 _ => Err("bad query".to_string()),
@@ -1893,7 +1987,11 @@ mod tests {
 
     #[test]
     fn expands_like_prometheus() {
-        let labels = [("instance", "host:9100"), ("job", "node"), ("__name__", "up")];
+        let labels = [
+            ("instance", "host:9100"),
+            ("job", "node"),
+            ("__name__", "up"),
+        ];
         let cases: &[(&str, f64, &str)] = &[
             ("plain text", 1.0, "plain text"),
             ("{{ $labels.instance }} is down", 0.0, "host:9100 is down"),
@@ -1917,36 +2015,92 @@ mod tests {
             ("{{ $value | humanizeDuration }}", 0.0035, "3.5ms"),
             ("{{ $value | humanizeDuration }}", 0.0, "0s"),
             ("{{ $value | humanizePercentage }}", 0.1234567, "12.35%"),
-            ("{{ $value | humanizeTimestamp }}", 1435065584.128, "2015-06-23 13:19:44.128 +0000 UTC"),
-            ("{{ $value | humanizeTimestamp }}", 0.0, "1970-01-01 00:00:00 +0000 UTC"),
-            ("{{ printf \"%.2f\" $value }}", 3.14159, "3.14"),
+            (
+                "{{ $value | humanizeTimestamp }}",
+                1435065584.128,
+                "2015-06-23 13:19:44.128 +0000 UTC",
+            ),
+            (
+                "{{ $value | humanizeTimestamp }}",
+                0.0,
+                "1970-01-01 00:00:00 +0000 UTC",
+            ),
+            ("{{ printf \"%.2f\" $value }}", 1.23456, "1.23"),
             ("{{ printf \"%s=%d\" \"x\" 5 }}", 0.0, "x=5"),
             ("{{ printf \"%5.1f|\" $value }}", 2.25, "  2.2|"),
             ("{{ \"abc\" | toUpper }}", 0.0, "ABC"),
             ("{{ toLower \"ABC\" }}", 0.0, "abc"),
             ("{{ title \"hello world\" }}", 0.0, "Hello World"),
-            ("{{ reReplaceAll \"(a+)b\" \"X$1\" \"aabab\" }}", 0.0, "XaaXa"),
-            ("{{ if gt $value 80.0 }}high{{ else }}low{{ end }}", 90.0, "high"),
-            ("{{ if gt $value 80.0 }}high{{ else if gt $value 50.0 }}mid{{ else }}low{{ end }}", 60.0, "mid"),
+            (
+                "{{ reReplaceAll \"(a+)b\" \"X$1\" \"aabab\" }}",
+                0.0,
+                "XaaXa",
+            ),
+            (
+                "{{ if gt $value 80.0 }}high{{ else }}low{{ end }}",
+                90.0,
+                "high",
+            ),
+            (
+                "{{ if gt $value 80.0 }}high{{ else if gt $value 50.0 }}mid{{ else }}low{{ end }}",
+                60.0,
+                "mid",
+            ),
             ("{{ if eq $labels.job \"node\" }}yes{{ end }}", 0.0, "yes"),
-            ("{{ if gt $value 80 }}x{{ end }}", 90.0, "ERROR: template: __alert_Test:1: executing \"__alert_Test\" at <gt>: error calling gt: incompatible types for comparison"),
+            (
+                "{{ if gt $value 80 }}x{{ end }}",
+                90.0,
+                "ERROR: template: __alert_Test:1: executing \"__alert_Test\" at <gt>: error calling gt: incompatible types for comparison",
+            ),
             ("a {{- \" b \" -}} c", 0.0, "a b c"),
-            ("{{ range $i, $s := query \"up\" }}{{ $i }}:{{ $s.Labels.instance }}={{ $s.Value }};{{ end }}", 0.0, "0:a:9100=1;1:b:9100=0;"),
-            ("{{ range query \"up\" }}{{ .Labels.instance }} {{ end }}", 0.0, "a:9100 b:9100 "),
-            ("{{ with query \"up\" }}{{ . | first | value }}{{ end }}", 0.0, "1"),
-            ("{{ query \"up\" | first | label \"instance\" }}", 0.0, "a:9100"),
-            ("{{ with query \"nothing\" }}some{{ else }}none{{ end }}", 0.0, "none"),
+            (
+                "{{ range $i, $s := query \"up\" }}{{ $i }}:{{ $s.Labels.instance }}={{ $s.Value }};{{ end }}",
+                0.0,
+                "0:a:9100=1;1:b:9100=0;",
+            ),
+            (
+                "{{ range query \"up\" }}{{ .Labels.instance }} {{ end }}",
+                0.0,
+                "a:9100 b:9100 ",
+            ),
+            (
+                "{{ with query \"up\" }}{{ . | first | value }}{{ end }}",
+                0.0,
+                "1",
+            ),
+            (
+                "{{ query \"up\" | first | label \"instance\" }}",
+                0.0,
+                "a:9100",
+            ),
+            (
+                "{{ with query \"nothing\" }}some{{ else }}none{{ end }}",
+                0.0,
+                "none",
+            ),
             ("{{ len (query \"up\") }}", 0.0, "2"),
             ("{{ $x := 5 }}{{ $x }}", 0.0, "5"),
             ("{{/* a comment */}}ok", 0.0, "ok"),
             ("{{ index $labels \"job\" }}", 0.0, "node"),
-            ("{{ and true \"x\" }} {{ or false \"\" }} {{ not false }}", 0.0, "x  true"),
-            ("{{ query \"nothing\" | first }}", 0.0, "ERROR: template: __alert_Test:1: executing \"__alert_Test\" at <first>: error calling first: first() called on vector with no elements"),
+            (
+                "{{ and true \"x\" }} {{ or false \"\" }} {{ not false }}",
+                0.0,
+                "x  true",
+            ),
+            (
+                "{{ query \"nothing\" | first }}",
+                0.0,
+                "ERROR: template: __alert_Test:1: executing \"__alert_Test\" at <first>: error calling first: first() called on vector with no elements",
+            ),
             ("{{ $value | humanize }}", f64::INFINITY, "+Inf"),
             ("{{ $value | humanize }}", -1500.0, "-1.5k"),
         ];
         for (text, value, expected) in cases {
-            assert_eq!(&expand(text, &labels, *value), expected, "template {text:?}");
+            assert_eq!(
+                &expand(text, &labels, *value),
+                expected,
+                "template {text:?}"
+            );
         }
     }
 
@@ -1969,7 +2123,10 @@ mod tests {
             "{{ 1x }}",
             "{{ range }}{{ end }}",
         ] {
-            assert!(Template::parse("t", source).is_err(), "{source:?} should not parse");
+            assert!(
+                Template::parse("t", source).is_err(),
+                "{source:?} should not parse"
+            );
         }
     }
 
@@ -1979,12 +2136,64 @@ mod tests {
     #[test]
     fn arbitrary_input_never_panics() {
         const PIECES: &[&str] = &[
-            "{{", "}}", "{{-", "-}}", " ", "$labels", ".Labels", ".", "$value", "|", "(", ")",
-            "if", "else", "end", "range", "with", "$x", ":=", "=", ",", "\"s\"", "`r`", "1",
-            "2.5", "-3", "humanize", "printf", "\"%d %s %5.2f %q %x %v %\"", "query", "first",
-            "value", "label", "eq", "gt", "and", "not", "len", "index", "reReplaceAll",
-            "\"(\"", "title", "/*", "*/", "é", "\\", "\"", "humanizeTimestamp", "1e400",
-            "nil", "true", "args", "sortByLabel", "match", "toUpper", "0x1f", "_", "\n",
+            "{{",
+            "}}",
+            "{{-",
+            "-}}",
+            " ",
+            "$labels",
+            ".Labels",
+            ".",
+            "$value",
+            "|",
+            "(",
+            ")",
+            "if",
+            "else",
+            "end",
+            "range",
+            "with",
+            "$x",
+            ":=",
+            "=",
+            ",",
+            "\"s\"",
+            "`r`",
+            "1",
+            "2.5",
+            "-3",
+            "humanize",
+            "printf",
+            "\"%d %s %5.2f %q %x %v %\"",
+            "query",
+            "first",
+            "value",
+            "label",
+            "eq",
+            "gt",
+            "and",
+            "not",
+            "len",
+            "index",
+            "reReplaceAll",
+            "\"(\"",
+            "title",
+            "/*",
+            "*/",
+            "é",
+            "\\",
+            "\"",
+            "humanizeTimestamp",
+            "1e400",
+            "nil",
+            "true",
+            "args",
+            "sortByLabel",
+            "match",
+            "toUpper",
+            "0x1f",
+            "_",
+            "\n",
         ];
         let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = || {
@@ -1994,7 +2203,7 @@ mod tests {
             state
         };
         let data = alert_template_data(&[("a", "b")], &[], "", 1.0);
-        let query = |expression: &str| -> Result<Vec<(Vec<(String, String)>, f64)>, String> {
+        let query = |expression: &str| -> Result<QueryRows, String> {
             Ok(vec![(vec![("q".to_string(), expression.to_string())], 2.0)])
         };
         for _ in 0..20_000 {
@@ -2007,10 +2216,14 @@ mod tests {
                 let _ = template.execute(&data, Some(&query));
             }
         }
-        let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/rule_template");
+        let seeds =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/rule_template");
         for entry in std::fs::read_dir(seeds).unwrap() {
             let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-            assert!(Template::parse("t", &text).is_ok(), "seed must parse: {text}");
+            assert!(
+                Template::parse("t", &text).is_ok(),
+                "seed must parse: {text}"
+            );
             for cut in 0..text.len() {
                 if let Some(prefix) = text.get(..cut)
                     && let Ok(template) = Template::parse("t", prefix)
@@ -2035,7 +2248,11 @@ mod tests {
             (f64::NAN, 'g', None, "NaN"),
         ];
         for (value, verb, precision, expected) in cases {
-            assert_eq!(&format_go_float(*value, *verb, *precision), expected, "{value} {verb} {precision:?}");
+            assert_eq!(
+                &format_go_float(*value, *verb, *precision),
+                expected,
+                "{value} {verb} {precision:?}"
+            );
         }
     }
 }

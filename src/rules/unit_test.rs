@@ -162,7 +162,9 @@ fn expand_rule_file_pattern(pattern: &Path) -> Vec<PathBuf> {
                 wildcard(&pattern[1..], name) || (!name.is_empty() && wildcard(pattern, &name[1..]))
             }
             (Some(b'?'), Some(_)) => wildcard(&pattern[1..], &name[1..]),
-            (Some(expected), Some(found)) if expected == found => wildcard(&pattern[1..], &name[1..]),
+            (Some(expected), Some(found)) if expected == found => {
+                wildcard(&pattern[1..], &name[1..])
+            }
             _ => false,
         }
     }
@@ -189,15 +191,21 @@ fn run_test_file(path: &Path) -> Result<(), Vec<String>> {
     let file: TestFile = serde_saphyr::from_str(&text)
         .map_err(|error| vec![format!("  {}", error.without_snippet())])?;
     let evaluation_interval_ms = match &file.evaluation_interval {
-        Some(text) => duration_ms(text).map_err(|error| vec![format!("  evaluation_interval: {error}")])?,
+        Some(text) => {
+            duration_ms(text).map_err(|error| vec![format!("  evaluation_interval: {error}")])?
+        }
         None => 60_000,
     };
     let base = path.parent().unwrap_or(Path::new("."));
     let mut definitions = Vec::new();
     for pattern in &file.rule_files {
         for rule_path in expand_rule_file_pattern(&base.join(pattern)) {
-            let rule_file = load_rule_file(&rule_path)
-                .map_err(|errors| errors.iter().map(|error| format!("  {error}")).collect::<Vec<_>>())?;
+            let rule_file = load_rule_file(&rule_path).map_err(|errors| {
+                errors
+                    .iter()
+                    .map(|error| format!("  {error}"))
+                    .collect::<Vec<_>>()
+            })?;
             definitions.extend(rule_file.groups);
         }
     }
@@ -206,11 +214,18 @@ fn run_test_file(path: &Path) -> Result<(), Vec<String>> {
         for name in &file.group_eval_order {
             match definitions.iter().position(|group| &group.name == name) {
                 Some(position) => ordered.push(definitions.remove(position)),
-                None => return Err(vec![format!("    group name {name:?} in group_eval_order not found")]),
+                None => {
+                    return Err(vec![format!(
+                        "    group name {name:?} in group_eval_order not found"
+                    )]);
+                }
             }
         }
         if !definitions.is_empty() {
-            let missing: Vec<&str> = definitions.iter().map(|group| group.name.as_str()).collect();
+            let missing: Vec<&str> = definitions
+                .iter()
+                .map(|group| group.name.as_str())
+                .collect();
             return Err(vec![format!(
                 "    one or more prometheus rule groups are not defined in group_eval_order: {}",
                 missing.join(", ")
@@ -227,7 +242,11 @@ fn run_test_file(path: &Path) -> Result<(), Vec<String>> {
             file.fuzzy_compare,
         ));
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 fn load_input_series(
@@ -240,8 +259,12 @@ fn load_input_series(
         let (labels, _) = parse_metric(input.series.trim())
             .filter(|(_, rest)| rest.is_empty())
             .ok_or_else(|| format!("    bad input series {:?}", input.series))?;
-        let points = parse_values(&input.values)
-            .ok_or_else(|| format!("    bad values {:?} of series {:?}", input.values, input.series))?;
+        let points = parse_values(&input.values).ok_or_else(|| {
+            format!(
+                "    bad values {:?} of series {:?}",
+                input.values, input.series
+            )
+        })?;
         let pairs: Vec<(&str, &str)> = labels
             .iter()
             .map(|label| (label.name.as_str(), label.value.as_str()))
@@ -263,7 +286,9 @@ fn load_input_series(
                 .map_err(|error| format!("    series {:?}: {error}", input.series))?;
         }
     }
-    appender.commit().map_err(|error| format!("    loading series: {error}"))?;
+    appender
+        .commit()
+        .map_err(|error| format!("    loading series: {error}"))?;
     Ok(())
 }
 
@@ -408,7 +433,8 @@ fn run_with_store(
         state_store: None,
     };
     let step = evaluation_interval_ms.max(1);
-    let mut pending_alert_times: Vec<(i64, Vec<&AlertRuleTest>)> = alert_times.into_iter().collect();
+    let mut pending_alert_times: Vec<(i64, Vec<&AlertRuleTest>)> =
+        alert_times.into_iter().collect();
     pending_alert_times.reverse();
     let mut ts: Timestamp = 0;
     while ts <= max_time {

@@ -9,7 +9,7 @@
 use redb::{ReadableDatabase as _, TableDefinition, TableError};
 
 use super::{RedbContext as _, Tsdb, TsdbError, tables};
-use crate::storage::{StateStore, StateTable, StorageError};
+use crate::storage::{StateEntries, StateStore, StateTable, StorageError};
 
 fn table_definition(table: StateTable) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
     match table {
@@ -30,9 +30,7 @@ impl StateStore for Tsdb {
     fn put_state(&self, table: StateTable, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
         self.refuse_when_poisoned()?;
         let database = self.shared.database()?;
-        let mut transaction = database
-            .begin_write()
-            .context("beginning a state write")?;
+        let mut transaction = database.begin_write().context("beginning a state write")?;
         transaction
             .set_durability(redb::Durability::Immediate)
             .context("setting durability")?;
@@ -61,9 +59,7 @@ impl StateStore for Tsdb {
     fn delete_state(&self, table: StateTable, key: &[u8]) -> Result<bool, StorageError> {
         self.refuse_when_poisoned()?;
         let database = self.shared.database()?;
-        let mut transaction = database
-            .begin_write()
-            .context("beginning a state delete")?;
+        let mut transaction = database.begin_write().context("beginning a state delete")?;
         transaction
             .set_durability(redb::Durability::Immediate)
             .context("setting durability")?;
@@ -77,11 +73,7 @@ impl StateStore for Tsdb {
         Ok(existed)
     }
 
-    fn scan_state(
-        &self,
-        table: StateTable,
-        prefix: &[u8],
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    fn scan_state(&self, table: StateTable, prefix: &[u8]) -> Result<StateEntries, StorageError> {
         let database = self.shared.database()?;
         let transaction = database.begin_read().context("beginning a state read")?;
         let opened = match transaction.open_table(table_definition(table)) {
