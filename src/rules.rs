@@ -190,20 +190,18 @@ impl RuleManager {
         let mut next_slot = group::aligned_slot(self.clock.now_ms(), interval, offset) + interval;
         loop {
             let now = self.clock.now_ms();
-            if now < next_slot {
+            let Some((slot, missed)) = group::plan_evaluation(now, next_slot, interval) else {
                 let wait = u64::try_from(next_slot - now).unwrap_or(0);
                 tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
                 continue;
-            }
-            let missed = (now - next_slot) / interval;
+            };
             if missed > 0 {
-                metrics::ITERATIONS_MISSED.add(missed as u64);
+                metrics::ITERATIONS_MISSED.add(missed);
                 group
                     .lock()
                     .iterations_missed
-                    .fetch_add(missed as u64, std::sync::atomic::Ordering::Relaxed);
+                    .fetch_add(missed, std::sync::atomic::Ordering::Relaxed);
             }
-            let slot = next_slot + missed * interval;
             let manager = self.clone();
             let evaluated_group = group.clone();
             let joined = tokio::task::spawn_blocking(move || {

@@ -301,3 +301,68 @@ fn failed_query_marks_the_rule_and_the_group_goes_on() {
     assert_eq!(fixture.alert().unwrap().0, AlertState::Firing);
     fixture.tsdb.close().unwrap();
 }
+
+#[test]
+fn query_offset_evaluates_and_writes_in_the_past() {
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::write(
+        directory.path().join("rules.yml"),
+        r#"groups:
+  - name: load
+    query_offset: 1m
+    rules:
+      - record: load:offset
+        expr: load
+"#,
+    )
+    .unwrap();
+    let fixture = open(directory);
+    fixture.push(START, 1.0);
+    fixture.push(START + MINUTE, 2.0);
+    fixture.manager.evaluate_all_at(START + MINUTE);
+    // Evaluated at START (one minute back) and written there.
+    let recorded = fixture.query("load:offset", START);
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].1, 1.0);
+    let at_write = fixture.query("timestamp(load:offset)", START + MINUTE);
+    assert_eq!(at_write[0].1, START as f64 / 1000.0);
+    fixture.tsdb.close().unwrap();
+}
+
+#[test]
+fn group_limit_fails_the_rule_and_drops_its_alerts() {
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::write(
+        directory.path().join("rules.yml"),
+        r#"groups:
+  - name: load
+    limit: 1
+    rules:
+      - alert: AnyLoad
+        expr: load > 0 or other > 0
+"#,
+    )
+    .unwrap();
+    let fixture = open(directory);
+    let mut appender = fixture.tsdb.appender();
+    appender
+        .append(&[("__name__", "load"), ("instance", "a")], START, 1.0)
+        .unwrap();
+    appender
+        .append(&[("__name__", "other"), ("instance", "b")], START, 1.0)
+        .unwrap();
+    appender.commit().unwrap();
+    fixture.manager.evaluate_all_at(START);
+    let groups = fixture.manager.groups();
+    let group = groups[0].lock();
+    assert_eq!(
+        group.rules[0].last_error.as_deref(),
+        Some("exceeded limit of 1 with 2 alerts")
+    );
+    let Rule::Alerting(rule) = &group.rules[0].rule else {
+        panic!("alerting rule expected");
+    };
+    assert!(rule.active.is_empty());
+    drop(group);
+    fixture.tsdb.close().unwrap();
+}

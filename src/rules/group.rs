@@ -428,6 +428,23 @@ pub fn evaluation_offset_ms(file: &str, group: &str, interval_ms: i64) -> i64 {
     (hash % interval_ms.max(1) as u64) as i64
 }
 
+/// When the slot `next_slot` is due at `now`: the slot to evaluate and how
+/// many whole intervals were skipped (the evaluator fell behind, or the
+/// process was stopped); `None` while it is not due yet. As in Prometheus,
+/// skipped slots are counted, not caught up.
+pub fn plan_evaluation(
+    now: Timestamp,
+    next_slot: Timestamp,
+    interval_ms: i64,
+) -> Option<(Timestamp, u64)> {
+    if now < next_slot {
+        return None;
+    }
+    let interval = interval_ms.max(1);
+    let missed = (now - next_slot) / interval;
+    Some((next_slot + missed * interval, missed as u64))
+}
+
 /// The latest `offset + k * interval` at or before `now`.
 pub fn aligned_slot(now: Timestamp, interval_ms: i64, offset_ms: i64) -> Timestamp {
     let interval = interval_ms.max(1);
@@ -438,6 +455,15 @@ pub fn aligned_slot(now: Timestamp, interval_ms: i64, offset_ms: i64) -> Timesta
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn late_evaluations_skip_and_count_missed_slots() {
+        assert_eq!(plan_evaluation(999, 1000, 100), None);
+        assert_eq!(plan_evaluation(1000, 1000, 100), Some((1000, 0)));
+        assert_eq!(plan_evaluation(1099, 1000, 100), Some((1000, 0)));
+        assert_eq!(plan_evaluation(1100, 1000, 100), Some((1100, 1)));
+        assert_eq!(plan_evaluation(1350, 1000, 100), Some((1300, 3)));
+    }
 
     #[test]
     fn slots_are_aligned_and_stable() {
