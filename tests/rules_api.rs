@@ -243,6 +243,40 @@ async fn alert_fires_and_rules_api_answers_in_prometheus_shape() {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
 
+    // SIGHUP reloads the rule files: a new group appears, the old ones stay.
+    std::fs::write(
+        directory.path().join("rules/extra.yml"),
+        "groups:\n  - name: extra\n    rules:\n      - record: extra:probe:sum\n        expr: sum(probe_value)\n",
+    )
+    .unwrap();
+    let hangup = Command::new("kill")
+        .arg("-HUP")
+        .arg(server.0.id().to_string())
+        .status()
+        .unwrap();
+    assert!(hangup.success());
+    let reloaded = wait_for(
+        &client,
+        &format!("{base}/api/v1/rules"),
+        &mut server,
+        |body| {
+            body["data"]["groups"]
+                .as_array()
+                .is_some_and(|groups| groups.len() == 3)
+        },
+    )
+    .await;
+    let names: Vec<&str> = reloaded["data"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|group| group["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["extra", "probe", "other"]);
+    // The firing alert survived the reload (its state comes back from redb).
+    let (_, alerts) = get_json(&client, &format!("{base}/api/v1/alerts")).await;
+    assert_eq!(alerts["data"]["alerts"][0]["state"], "firing");
+
     let killed = Command::new("kill")
         .arg("-TERM")
         .arg(server.0.id().to_string())

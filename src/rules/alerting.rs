@@ -205,7 +205,8 @@ impl AlertingRule {
             ));
             samples.push((
                 alert_series(&alert.labels, ALERTS_FOR_STATE_METRIC_NAME, None),
-                alert.active_at as f64 / 1000.0,
+                // Whole seconds, as Prometheus writes `ActiveAt.Unix()`.
+                alert.active_at.div_euclid(1000) as f64,
             ));
         }
         for labels in to_remove {
