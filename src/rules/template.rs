@@ -25,6 +25,11 @@ const MAX_NESTING_DEPTH: usize = 100;
 const MAX_RANGE_ITERATIONS: usize = 100_000;
 const MAX_OUTPUT_BYTES: usize = 1 << 20;
 
+/// Largest `printf` width and precision honoured, so `%999999999d` cannot
+/// allocate gigabytes before the output limit is checked.
+const MAX_FORMAT_WIDTH: usize = 10_000;
+const MAX_FORMAT_PRECISION: usize = 1_000;
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TemplateError {
     /// The template text does not parse.
@@ -1014,7 +1019,9 @@ impl Execution<'_, '_> {
                         .map(|(key, item)| (TemplateValue::Str(key), item))
                         .collect(),
                     TemplateValue::Nil => Vec::new(),
-                    TemplateValue::Int(count) => (0..count.max(0))
+                    // Capped before collecting; the loop below stops at the limit anyway.
+                    TemplateValue::Int(count) => (0..count
+                        .clamp(0, MAX_RANGE_ITERATIONS as i64 + 1))
                         .map(|index| (TemplateValue::Int(index), TemplateValue::Int(index)))
                         .collect(),
                     other => {
@@ -1863,7 +1870,12 @@ fn go_sprintf(format: &str, arguments: &[TemplateValue]) -> String {
                     break;
                 }
             }
-            precision = Some(digits.parse().unwrap_or(0));
+            precision = Some(
+                digits
+                    .parse::<usize>()
+                    .unwrap_or(0)
+                    .min(MAX_FORMAT_PRECISION),
+            );
         }
         let Some(verb) = characters.next() else {
             out.push_str("%!(NOVERB)");
@@ -1903,7 +1915,7 @@ fn go_sprintf(format: &str, arguments: &[TemplateValue]) -> String {
             ('s', other) => format!("%!s({}={})", go_type_name(other), other.to_display()),
             (verb, other) => format!("%!{verb}({}={})", go_type_name(other), other.to_display()),
         };
-        let width: usize = width.parse().unwrap_or(0);
+        let width: usize = width.parse::<usize>().unwrap_or(0).min(MAX_FORMAT_WIDTH);
         let length = rendered.chars().count();
         if length < width {
             let padding = width - length;
