@@ -30,6 +30,7 @@ pub mod metadata;
 pub mod params;
 pub mod query;
 pub mod query_json;
+pub mod rules;
 pub mod series;
 pub mod status;
 pub mod targets;
@@ -96,6 +97,8 @@ struct ApiShared {
     scrape_hooks: std::sync::OnceLock<targets::ScrapeHooks>,
     /// Series text → series reference for pushed text (see `import`).
     import_series_cache: import::SeriesTextCache,
+    /// Set once at start by the server; `/api/v1/rules` and `/api/v1/alerts` read it.
+    rule_manager: std::sync::OnceLock<Arc<crate::rules::RuleManager>>,
 }
 
 impl ApiState {
@@ -121,6 +124,7 @@ impl ApiState {
                 metrics: ApiMetrics::default(),
                 scrape_hooks: std::sync::OnceLock::new(),
                 import_series_cache: import::SeriesTextCache::default(),
+                rule_manager: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -160,6 +164,15 @@ impl ApiState {
 
     pub fn scrape_hooks(&self) -> Option<&targets::ScrapeHooks> {
         self.shared.scrape_hooks.get()
+    }
+
+    /// Attaches the rule manager; only the first call has an effect.
+    pub fn set_rule_manager(&self, manager: Arc<crate::rules::RuleManager>) {
+        let _ = self.shared.rule_manager.set(manager);
+    }
+
+    pub fn rule_manager(&self) -> Option<&Arc<crate::rules::RuleManager>> {
+        self.shared.rule_manager.get()
     }
 }
 
@@ -319,6 +332,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/-/ready", get(status::ready).head(status::ready))
         .route("/metrics", get(status::metrics))
         .route("/api/v1/targets", get(targets::targets_handler))
+        .route("/api/v1/rules", get(rules::rules_handler))
+        .route("/api/v1/alerts", get(rules::alerts_handler))
         .route(
             "/api/v1/targets/metadata",
             get(targets::targets_metadata_handler),

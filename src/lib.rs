@@ -14,6 +14,7 @@
 //!   module that touches redb)
 //! - layer 3: [`promql`] (evaluation over `storage::Querier`), [`scrape`]
 //!   (target manager, discovery, relabeling, scrape loops, staleness)
+//! - layer 4: [`rules`] (rule files, groups, alert state, templates)
 //! - layer 7: [`api`] (axum routes; the one place errors become HTTP)
 //! - layer 8: [`server`] (wiring, threads, shutdown) and `main.rs` (CLI)
 //!
@@ -45,6 +46,7 @@ pub mod config;
 pub mod ingest;
 pub mod model;
 pub mod promql;
+pub mod rules;
 pub mod scrape;
 pub mod server;
 pub mod storage;

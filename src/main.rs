@@ -43,6 +43,9 @@ enum Command {
     /// Validate files, like promtool check.
     #[command(subcommand)]
     Check(CheckCommand),
+    /// Run unit tests, like promtool test.
+    #[command(subcommand)]
+    Test(TestCommand),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -317,6 +320,11 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Query(args)) => return query_cli::run_instant(&args),
         Some(Command::QueryRange(args)) => return query_cli::run_range(&args),
         Some(Command::Check(command)) => std::process::exit(run_check(command)),
+        Some(Command::Test(TestCommand::Rules { files })) => {
+            let mut stdout = std::io::stdout();
+            let passed = guardia::rules::unit_test::run_test_files(&files, &mut stdout);
+            std::process::exit(i32::from(!passed))
+        }
         None => cli.serve,
     };
     init_logging(serve_args.log_level, serve_args.log_format);
@@ -604,6 +612,20 @@ enum CheckCommand {
         #[arg(required = true, value_name = "CONFIG_FILE")]
         files: Vec<PathBuf>,
     },
+    /// Check rule files as `promtool check rules` does (exit 1 on any failure).
+    Rules {
+        #[arg(required = true, value_name = "RULE_FILE")]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TestCommand {
+    /// Run `promtool test rules` files (exit 1 on any failure).
+    Rules {
+        #[arg(required = true, value_name = "TEST_FILE")]
+        files: Vec<PathBuf>,
+    },
 }
 
 /// Runs `guardia check ...`; returns the process exit code.
@@ -624,6 +646,24 @@ fn run_check(command: CheckCommand) -> i32 {
                     Err(error) => {
                         failed = true;
                         eprintln!("  FAILED: {error}");
+                    }
+                }
+                println!();
+            }
+            i32::from(failed)
+        }
+        CheckCommand::Rules { files } => {
+            let mut failed = false;
+            for file in files {
+                println!("Checking {}", file.display());
+                match guardia::rules::load_rule_file(&file) {
+                    Ok(rules) => println!("  SUCCESS: {} rules found", rules.rule_count()),
+                    Err(errors) => {
+                        failed = true;
+                        eprintln!("  FAILED:");
+                        for error in errors {
+                            eprintln!("{error}");
+                        }
                     }
                 }
                 println!();

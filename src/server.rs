@@ -15,8 +15,10 @@ use crate::api::targets::ScrapeHooks;
 use crate::api::{self, ApiState, QuerySettings, Store};
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServerSettings;
-use crate::promql::EngineOptions;
+use crate::promql::{Engine, EngineOptions};
+use crate::rules::{RuleManager, RuleSettings};
 use crate::scrape::ScrapeManager;
+use crate::storage::{Appendable, Appender, Querier, Queryable, StateStore, StorageError};
 use crate::telemetry::Exposition;
 use crate::tsdb::{Options, Tsdb};
 
@@ -47,6 +49,64 @@ pub trait ManagedStore: Store {
     fn apply_retention(&self) -> Result<(), String>;
     /// Flushes and closes; blocks. Called once, after the last request.
     fn close(&self) -> Result<(), String>;
+    /// Where rules keep their alert state across restarts, when the store has one.
+    fn state_store(self: Arc<Self>) -> Option<Arc<dyn StateStore>> {
+        None
+    }
+}
+
+/// The store as the rules see it: queries and appends.
+struct RuleStore(Arc<dyn ManagedStore>);
+
+impl Appendable for RuleStore {
+    fn appender(&self) -> Box<dyn Appender + '_> {
+        self.0.appender()
+    }
+}
+
+impl Queryable for RuleStore {
+    fn querier(&self) -> Result<Box<dyn Querier + '_>, StorageError> {
+        self.0.querier()
+    }
+
+    fn metadata(&self) -> Vec<(String, crate::model::MetricMetadata)> {
+        self.0.metadata()
+    }
+}
+
+/// The rule manager's settings from a loaded configuration: `rule_files`
+/// globs resolved against the configuration file's directory, as Prometheus does.
+pub fn rule_settings(
+    config: &crate::config::file::ConfigFile,
+    config_path: &std::path::Path,
+) -> RuleSettings {
+    let base = config_path
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let mut rule_files = Vec::new();
+    for pattern in &config.rule_files {
+        let joined = if std::path::Path::new(pattern).is_absolute() {
+            std::path::PathBuf::from(pattern)
+        } else {
+            base.join(pattern)
+        };
+        rule_files.extend(crate::scrape::discovery::expand_file_pattern(
+            &joined.to_string_lossy(),
+        ));
+    }
+    RuleSettings {
+        rule_files,
+        default_interval_ms: i64::try_from(config.global.evaluation_interval.as_millis())
+            .unwrap_or(60_000),
+        external_labels: config
+            .global
+            .external_labels
+            .iter()
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect(),
+        external_url: String::new(),
+    }
 }
 
 /// Accepts Prometheus's `:9099` (all interfaces) as well as `host:port`.
@@ -84,7 +144,11 @@ pub async fn shutdown_signal() {
 }
 
 /// Reloads the configuration file on every SIGHUP, as Prometheus does.
-async fn reload_on_sighup(manager: Arc<ScrapeManager>, config_file: Option<std::path::PathBuf>) {
+async fn reload_on_sighup(
+    manager: Arc<ScrapeManager>,
+    rule_manager: Arc<RuleManager>,
+    config_file: Option<std::path::PathBuf>,
+) {
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(signal) => signal,
         Err(error) => {
@@ -99,11 +163,18 @@ async fn reload_on_sighup(manager: Arc<ScrapeManager>, config_file: Option<std::
         };
         tracing::info!("SIGHUP received, reloading configuration");
         let manager = manager.clone();
+        let rule_manager = rule_manager.clone();
         let runtime = tokio::runtime::Handle::current();
         let _ = tokio::task::spawn_blocking(move || {
             let _entered = runtime.enter();
             // Failures are logged and counted by the manager.
-            let _ = manager.reload_from_file(&path);
+            if let Ok(config) = manager.reload_from_file(&path)
+                && let Err(errors) = rule_manager.reload(rule_settings(&config, &path))
+            {
+                for error in errors {
+                    tracing::error!(%error, "rule file reload failed; keeping the previous rules");
+                }
+            }
         })
         .await;
     }
@@ -137,11 +208,33 @@ pub async fn serve_store(
         query_settings(settings),
     );
     let scrape_manager = ScrapeManager::new(store.clone(), clock.clone());
+    let rule_manager = RuleManager::new(
+        Arc::new(RuleStore(store.clone())),
+        store.clone().state_store(),
+        clock.clone(),
+        Engine::new(state.query_settings().engine.clone()),
+    );
     if let Some(path) = &settings.config_file {
-        scrape_manager
+        let config = scrape_manager
             .reload_from_file(path)
             .map_err(ServerError::Config)?;
+        let rules_store = rule_manager.clone();
+        let rule_settings = rule_settings(&config, path);
+        tokio::task::spawn_blocking(move || rules_store.load(rule_settings))
+            .await
+            .map_err(|error| ServerError::Config(error.to_string()))?
+            .map_err(|errors| {
+                ServerError::Config(
+                    errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            })?;
     }
+    rule_manager.start();
+    state.set_rule_manager(rule_manager.clone());
     state.set_scrape_hooks(ScrapeHooks {
         manager: scrape_manager.clone(),
         config_file: settings.config_file.clone(),
@@ -149,6 +242,7 @@ pub async fn serve_store(
     });
     let reload_task = tokio::spawn(reload_on_sighup(
         scrape_manager.clone(),
+        rule_manager.clone(),
         settings.config_file.clone(),
     ));
     let router = api::router(state);
@@ -178,6 +272,8 @@ pub async fn serve_store(
     reload_task.abort();
     tracing::info!("stopping scrape loops");
     scrape_manager.shutdown().await;
+    tracing::info!("stopping rule evaluation");
+    rule_manager.shutdown().await;
     tracing::info!("HTTP server stopped; closing storage");
     let closing_store = store.clone();
     let closed = tokio::task::spawn_blocking(move || closing_store.close())
@@ -250,6 +346,10 @@ impl ManagedStore for Tsdb {
 
     fn close(&self) -> Result<(), String> {
         Tsdb::close(self).map_err(|error| error.to_string())
+    }
+
+    fn state_store(self: Arc<Self>) -> Option<Arc<dyn StateStore>> {
+        Some(self)
     }
 }
 

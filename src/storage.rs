@@ -157,3 +157,31 @@ pub trait Querier {
         matchers: &[Matcher],
     ) -> Result<Vec<String>, StorageError>;
 }
+
+/// The small keyed tables beside the series: alert state of the rules,
+/// later SLA incidents and the notification outbox. Each names its own
+/// redb table so the data of one never shadows another's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StateTable {
+    /// Active alerts per rule group (pending `for` timers and
+    /// `keep_firing_for` included), restored at start.
+    Rules,
+}
+
+/// Durable key → value storage for state that is not a time series. Keys
+/// and values are opaque bytes; callers encode values with `postcard`.
+/// Every `put` and `delete` is durable (fsync'd) when it returns.
+pub trait StateStore: Send + Sync {
+    fn put_state(&self, table: StateTable, key: &[u8], value: &[u8]) -> Result<(), StorageError>;
+
+    fn get_state(&self, table: StateTable, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// True when the key existed.
+    fn delete_state(&self, table: StateTable, key: &[u8]) -> Result<bool, StorageError>;
+
+    /// Every entry whose key starts with `prefix`, in key order.
+    fn scan_state(&self, table: StateTable, prefix: &[u8]) -> Result<StateEntries, StorageError>;
+}
+
+/// Key and value pairs of a state scan, in key order.
+pub type StateEntries = Vec<(Vec<u8>, Vec<u8>)>;

@@ -37,6 +37,7 @@ mod postings;
 mod querier;
 pub mod retention;
 mod startup;
+mod state;
 mod tables;
 
 use std::path::{Path, PathBuf};

@@ -45,6 +45,9 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
     if let Some(hooks) = state.scrape_hooks() {
         hooks.manager.render_metrics(&mut exposition);
     }
+    if let Some(rule_manager) = state.rule_manager() {
+        rule_manager.render_metrics(&mut exposition);
+    }
     render_process_metrics(&mut exposition);
     (
         StatusCode::OK,

@@ -31,3 +31,6 @@ pub const META_NEXT_LOG_SEQ: &str = "next_log_seq";
 /// Samples older than this (i64 stored as u64 bits) are invisible: set by
 /// retention so that a partially deleted range never shows.
 pub const META_RETENTION_FLOOR: &str = "retention_floor";
+/// `rules_state`: rule group key (file, NUL, group name) → postcard-encoded
+/// active alerts of the group (see `rules::group`).
+pub const RULES_STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rules_state");
