@@ -15,6 +15,8 @@
 //! - `startup`: open, format check, load series, replay the log.
 //! - `querier`: reads one consistent view of head + chunks.
 //! - `retention`: the pure retention planner.
+//! - `block`, `compaction`: closed partitions rewritten into blocks (one
+//!   redb value per run of series, timestamps stored once per column).
 //! - `fault`: fault-injecting redb backend for crash tests.
 //!
 //! # Invariants
@@ -28,7 +30,9 @@
 //! - After a failed commit nothing more is acknowledged (poisoned).
 
 mod appender;
+pub mod block;
 mod commit;
+pub mod compaction;
 pub mod encoding;
 pub mod fault;
 mod head;
@@ -293,6 +297,22 @@ impl Tsdb {
         let (reply, answer) = sync_channel(1);
         self.send(Message::Flush {
             older_than,
+            reply: Some(reply),
+        })?;
+        answer.recv().map_err(|_| TsdbError::Closed)?
+    }
+
+    /// Rewrites closed partitions into blocks (`compaction.rs`); with
+    /// `force`, every partition that has loose chunks, closed or not. The
+    /// commit thread compacts closed partitions by itself after each
+    /// periodic flush; maintenance and benchmarks call this directly.
+    pub fn compact_partitions(
+        &self,
+        force: bool,
+    ) -> Result<compaction::CompactionReport, TsdbError> {
+        let (reply, answer) = sync_channel(1);
+        self.send(Message::Compact {
+            force,
             reply: Some(reply),
         })?;
         answer.recv().map_err(|_| TsdbError::Closed)?

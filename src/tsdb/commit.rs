@@ -28,6 +28,8 @@ use crate::tsdb::encoding::{
 };
 use crate::tsdb::head::{Head, HeadSeries};
 use crate::tsdb::postings::SeriesSlot;
+use crate::tsdb::block::block_key;
+use crate::tsdb::compaction::{CompactionReport, compact_partition, plan_compaction};
 use crate::tsdb::retention::{PartitionInfo, RetentionReport, plan_retention};
 use crate::tsdb::tables;
 use crate::tsdb::{MAX_SAMPLES_PER_CHUNK, RedbContext, Shared, TsdbError};
@@ -71,6 +73,12 @@ pub enum Message {
     Flush {
         older_than: Duration,
         reply: Option<SyncSender<Result<u64, TsdbError>>>,
+    },
+    /// Rewrite closed partitions (all with loose chunks when `force`) into
+    /// blocks; see `compaction.rs`.
+    Compact {
+        force: bool,
+        reply: Option<SyncSender<Result<CompactionReport, TsdbError>>>,
     },
     Shutdown(SyncSender<()>),
 }
@@ -377,6 +385,13 @@ impl CommitThread {
             Message::Flush { older_than, reply } => {
                 let threshold = self.threshold_for_age(older_than);
                 let result = self.flush(threshold);
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
+                }
+                true
+            }
+            Message::Compact { force, reply } => {
+                let result = self.compact_partitions(force);
                 if let Some(reply) = reply {
                     let _ = reply.send(result);
                 }
@@ -877,6 +892,9 @@ impl CommitThread {
         if let Err(error) = self.flush(threshold) {
             tracing::warn!(%error, "periodic flush of open chunks failed");
         }
+        if let Err(error) = self.compact_partitions(false) {
+            tracing::warn!(%error, "partition compaction failed");
+        }
         self.shared
             .metrics
             .database_bytes
@@ -947,6 +965,101 @@ impl CommitThread {
         }
         head.partitions.extend(seal_writes.partitions);
         Ok(flushed_slots.len() as u64)
+    }
+
+    /// Rewrites due partitions into blocks, one write transaction each, so
+    /// ingest waits for at most one partition at a time. A partition
+    /// counts as closed once its end lies `open_chunk_max_age` plus one
+    /// flush interval behind the newest sample: by then the periodic flush
+    /// has sealed every open chunk that reached into it.
+    fn compact_partitions(&mut self, force: bool) -> Result<CompactionReport, TsdbError> {
+        self.check_poisoned()?;
+        let newest = self.shared.newest_t.load(Ordering::Acquire);
+        let partitions: Vec<(Timestamp, PartitionSummary)> = self
+            .shared
+            .head
+            .read()
+            .partitions
+            .iter()
+            .map(|(start, summary)| (*start, *summary))
+            .collect();
+        let settle = self.settings.open_chunk_max_age + self.settings.flush_interval;
+        let due = plan_compaction(
+            &partitions,
+            (newest != Timestamp::MIN).then_some(newest),
+            i64::try_from(settle.as_millis()).unwrap_or(i64::MAX),
+            force,
+        );
+        let mut report = CompactionReport::default();
+        for partition_start in due {
+            let floor = self.shared.retention_floor.load(Ordering::Acquire);
+            let started = Instant::now();
+            let mut partition_report = CompactionReport::default();
+            let transaction = match self.database.begin_write() {
+                Ok(transaction) => transaction,
+                Err(error) => {
+                    let error = TsdbError::Database {
+                        context: "beginning a compaction transaction",
+                        message: error.to_string(),
+                    };
+                    self.poison(&error);
+                    return Err(error);
+                }
+            };
+            let summary = match compact_partition(
+                &transaction,
+                partition_start,
+                floor,
+                &mut partition_report,
+            ) {
+                Ok(summary) => summary,
+                Err(TsdbError::Corrupt(reason)) => {
+                    // Nothing acknowledged depends on compaction: leave the
+                    // partition as it is (the transaction is dropped
+                    // uncommitted) rather than refuse writes.
+                    tracing::error!(partition_start, %reason, "partition not compacted: corrupt data");
+                    continue;
+                }
+                Err(error) => {
+                    self.poison(&error);
+                    return Err(error);
+                }
+            };
+            if let Err(error) = transaction.commit().context("committing a compaction") {
+                self.poison(&error);
+                return Err(error);
+            }
+            self.shared.metrics.commits.inc();
+            self.shared.metrics.fsyncs.inc();
+            {
+                let mut head = self.shared.head.write();
+                match summary {
+                    Some(summary) => {
+                        head.partitions.insert(partition_start, summary);
+                    }
+                    None => {
+                        head.partitions.remove(&partition_start);
+                    }
+                }
+            }
+            tracing::info!(
+                partition_start,
+                chunks = partition_report.chunks_merged,
+                blocks = partition_report.blocks_written,
+                bytes_before = partition_report.bytes_before,
+                bytes_after = partition_report.bytes_after,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "partition compacted"
+            );
+            report.partitions_compacted += partition_report.partitions_compacted;
+            report.chunks_merged += partition_report.chunks_merged;
+            report.blocks_rewritten += partition_report.blocks_rewritten;
+            report.blocks_written += partition_report.blocks_written;
+            report.series += partition_report.series;
+            report.bytes_before += partition_report.bytes_before;
+            report.bytes_after += partition_report.bytes_after;
+        }
+        Ok(report)
     }
 
     fn apply_retention(&mut self) -> Result<RetentionReport, TsdbError> {
@@ -1023,6 +1136,9 @@ impl CommitThread {
                 let mut chunks = transaction
                     .open_table(tables::CHUNKS)
                     .context("opening the chunks table")?;
+                let mut blocks = transaction
+                    .open_table(tables::BLOCKS)
+                    .context("opening the blocks table")?;
                 let mut partition_table = transaction
                     .open_table(tables::PARTITIONS)
                     .context("opening the partitions table")?;
@@ -1032,6 +1148,11 @@ impl CommitThread {
                     chunks
                         .retain_in(lower.as_slice()..=upper.as_slice(), |_, _| false)
                         .context("deleting a partition's chunks")?;
+                    let block_lower = block_key(*start, 0);
+                    let block_upper = block_key(*start, u64::MAX);
+                    blocks
+                        .retain_in(block_lower.as_slice()..=block_upper.as_slice(), |_, _| false)
+                        .context("deleting a partition's blocks")?;
                     partition_table
                         .remove(*start)
                         .context("deleting a partition summary")?;

@@ -59,7 +59,9 @@ pub fn open(dir: &Path, options: Options) -> Result<Arc<Tsdb>, TsdbError> {
             .create(&path)
             .context("opening the database")?,
     };
+    let mut database = database;
     initialize(&database)?;
+    compact_file_if_fragmented(&mut database, &path)?;
     let loaded = load(&database)?;
     let series_count = loaded.head.live_series;
     let replayed = loaded.replayed_samples;
@@ -119,6 +121,49 @@ pub fn open(dir: &Path, options: Options) -> Result<Arc<Tsdb>, TsdbError> {
     }))
 }
 
+/// Unallocated pages at least this large a share of the file (and at least
+/// `MIN_FRAGMENTED_BYTES`) make the open compact the file. redb never
+/// shrinks its file while running: the log's pages, freed as chunks are
+/// sealed, and the chunk pages freed by partition compaction stay allocated
+/// until `Database::compact`, which needs the database to itself, so start-up
+/// is the place for it.
+const FRAGMENTED_SHARE_PERCENT: u64 = 25;
+const MIN_FRAGMENTED_BYTES: u64 = 16 << 20;
+const MAX_COMPACTION_PASSES: usize = 8;
+
+fn compact_file_if_fragmented(database: &mut Database, path: &Path) -> Result<(), TsdbError> {
+    let stats = {
+        let transaction = database
+            .begin_write()
+            .context("beginning the statistics transaction")?;
+        let stats = transaction.stats().context("reading database statistics")?;
+        transaction.abort().context("ending the statistics transaction")?;
+        stats
+    };
+    let allocated = stats.allocated_pages() * stats.page_size() as u64;
+    let file_bytes = std::fs::metadata(path)
+        .map(|metadata| metadata.len())
+        .unwrap_or(0);
+    let free = file_bytes.saturating_sub(allocated);
+    if free < MIN_FRAGMENTED_BYTES || free * 100 < file_bytes * FRAGMENTED_SHARE_PERCENT {
+        return Ok(());
+    }
+    let started = Instant::now();
+    // Each call moves what it can; a few passes reach the fixed point.
+    for _ in 0..MAX_COMPACTION_PASSES {
+        if !database.compact().context("compacting the database file")? {
+            break;
+        }
+    }
+    tracing::info!(
+        free_bytes_before = free,
+        file_bytes_after = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "database file compacted"
+    );
+    Ok(())
+}
+
 /// Creates missing tables and checks (or writes) the format version.
 fn initialize(database: &Database) -> Result<(), TsdbError> {
     let transaction = database
@@ -135,8 +180,9 @@ fn initialize(database: &Database) -> Result<(), TsdbError> {
                     supported: tables::FORMAT_VERSION,
                 });
             }
-            Some(_) => {}
-            None => {
+            Some(found) if found == tables::FORMAT_VERSION => {}
+            // Version 1 lacks only the `blocks` table, created below.
+            Some(_) | None => {
                 meta.insert(
                     tables::META_FORMAT_VERSION,
                     tables::FORMAT_VERSION.to_le_bytes().as_slice(),
@@ -159,6 +205,9 @@ fn initialize(database: &Database) -> Result<(), TsdbError> {
         transaction
             .open_table(tables::PARTITIONS)
             .context("creating the partitions table")?;
+        transaction
+            .open_table(tables::BLOCKS)
+            .context("creating the blocks table")?;
         transaction
             .open_table(tables::METADATA)
             .context("creating the metadata table")?;

@@ -4,8 +4,10 @@
 use redb::TableDefinition;
 
 /// On-disk format version written to `meta`. A store written by a newer
-/// guardia (higher number) is refused rather than misread.
-pub const FORMAT_VERSION: u64 = 1;
+/// guardia (higher number) is refused rather than misread. Version 2 added
+/// the `blocks` table (compacted partitions); a version-1 store is a valid
+/// version-2 store without blocks and is upgraded in place on open.
+pub const FORMAT_VERSION: u64 = 2;
 
 /// Name of the database file inside the storage directory.
 pub const DATABASE_FILE_NAME: &str = "guardia.redb";
@@ -20,6 +22,9 @@ pub const SERIES_TAIL: TableDefinition<u64, &[u8]> = TableDefinition::new("serie
 pub const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 /// `chunks`: 24-byte (partition, series id, mint) key → chunk value.
 pub const CHUNKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("chunks");
+/// `blocks`: 16-byte (partition, first series id) key → block of a
+/// compacted partition (`block.rs`).
+pub const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
 /// `partitions`: partition start → totals of its chunks.
 pub const PARTITIONS: TableDefinition<i64, &[u8]> = TableDefinition::new("partitions");
 /// `metadata`: metric family name → postcard-encoded `MetricMetadata`.
