@@ -54,10 +54,12 @@ pub const BLOCK_KEY_BYTES: usize = 16;
 /// First byte of a block value. Other values are reserved.
 pub const BLOCK_KIND_SHARED_TIMESTAMPS: u8 = 1;
 
-/// A block is closed once its encoded size reaches this. Blocks near one
-/// redb page (4 KiB) fill pages well: a larger value gets a run of pages
-/// rounded up to a power of two, a smaller one shares a leaf with others.
-pub const BLOCK_TARGET_BYTES: usize = 3_600;
+/// A block is closed before a series would take it past this size. A
+/// block fills one 4 KiB redb leaf page by itself (page header, two
+/// offsets and the 16-byte key take the rest): a larger value would get a
+/// run of pages rounded up to a power of two, and blocks well below a page
+/// leave the unused part of their leaf empty, since neighbours rarely fit.
+pub const BLOCK_MAX_BYTES: usize = 4_000;
 
 /// Most samples one block entry holds. A series with more samples in one
 /// partition (sub-second scrapes) takes several entries, so one entry's
@@ -105,6 +107,50 @@ fn push_uvarint(out: &mut Vec<u8>, value: u64) {
     crate::tsdb::encoding::put_uvarint(out, value);
 }
 
+/// One series encoded for a block, before it is added: lets the caller see
+/// what it would cost first (to close a block before it outgrows a page).
+pub struct PreparedSeries {
+    series_id: u64,
+    pieces: Vec<PreparedPiece>,
+}
+
+struct PreparedPiece {
+    timestamps: Vec<Timestamp>,
+    /// The timestamps as a column chunk (used if the block lacks them).
+    column: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+impl PreparedSeries {
+    /// Encodes `samples` (time order) of `series_id`, split into entries of
+    /// at most `MAX_ENTRY_SAMPLES`.
+    pub fn new(series_id: u64, samples: &[Sample]) -> PreparedSeries {
+        let pieces = samples
+            .chunks(MAX_ENTRY_SAMPLES)
+            .map(|piece| {
+                let column_samples: Vec<Sample> = piece
+                    .iter()
+                    .map(|sample| Sample { t: sample.t, v: 0.0 })
+                    .collect();
+                let values: Vec<Sample> = piece
+                    .iter()
+                    .enumerate()
+                    .map(|(index, sample)| Sample {
+                        t: index as Timestamp,
+                        v: sample.v,
+                    })
+                    .collect();
+                PreparedPiece {
+                    timestamps: piece.iter().map(|sample| sample.t).collect(),
+                    column: chunk::encode(&column_samples),
+                    payload: chunk::encode(&values),
+                }
+            })
+            .collect();
+        PreparedSeries { series_id, pieces }
+    }
+}
+
 /// Collects series for one block. Push series in ascending id order.
 #[derive(Default)]
 pub struct BlockBuilder {
@@ -134,37 +180,44 @@ impl BlockBuilder {
     /// Adds the samples of one series (time order, ids ascending across
     /// calls). Empty sample lists add nothing.
     pub fn push_series(&mut self, series_id: u64, samples: &[Sample]) {
-        debug_assert!(self.first_series_id.is_none() || series_id >= self.last_series_id);
-        for piece in samples.chunks(MAX_ENTRY_SAMPLES) {
-            let timestamps: Vec<Timestamp> = piece.iter().map(|sample| sample.t).collect();
-            let column = match self.column_index.get(&timestamps) {
+        self.add(PreparedSeries::new(series_id, samples));
+    }
+
+    /// Bytes that adding `series` would add to `encoded_bytes` (an upper
+    /// bound: varints are counted at their widest likely size).
+    pub fn added_bytes(&self, series: &PreparedSeries) -> usize {
+        series
+            .pieces
+            .iter()
+            .map(|piece| {
+                let column = if self.column_index.contains_key(&piece.timestamps) {
+                    0
+                } else {
+                    piece.column.len() + 3
+                };
+                column + piece.payload.len() + 4
+            })
+            .sum()
+    }
+
+    /// Adds a prepared series (ids ascending across calls).
+    pub fn add(&mut self, series: PreparedSeries) {
+        debug_assert!(self.first_series_id.is_none() || series.series_id >= self.last_series_id);
+        for piece in series.pieces {
+            let column = match self.column_index.get(&piece.timestamps) {
                 Some(&column) => column,
                 None => {
-                    let column_samples: Vec<Sample> = timestamps
-                        .iter()
-                        .map(|&t| Sample { t, v: 0.0 })
-                        .collect();
-                    let encoded = chunk::encode(&column_samples);
-                    self.encoded_bytes += encoded.len() + 3;
-                    self.columns.push(encoded);
+                    self.encoded_bytes += piece.column.len() + 3;
+                    self.columns.push(piece.column);
                     let column = (self.columns.len() - 1) as u32;
-                    self.column_index.insert(timestamps, column);
+                    self.column_index.insert(piece.timestamps, column);
                     column
                 }
             };
-            let values: Vec<Sample> = piece
-                .iter()
-                .enumerate()
-                .map(|(index, sample)| Sample {
-                    t: index as Timestamp,
-                    v: sample.v,
-                })
-                .collect();
-            let payload = chunk::encode(&values);
-            self.encoded_bytes += payload.len() + 4;
-            self.first_series_id.get_or_insert(series_id);
-            self.last_series_id = series_id;
-            self.entries.push((series_id, column, payload));
+            self.encoded_bytes += piece.payload.len() + 4;
+            self.first_series_id.get_or_insert(series.series_id);
+            self.last_series_id = series.series_id;
+            self.entries.push((series.series_id, column, piece.payload));
         }
     }
 

@@ -18,7 +18,7 @@ use redb::{ReadableTable, Table, WriteTransaction};
 use crate::chunk;
 use crate::model::{Sample, Timestamp};
 use crate::tsdb::block::{
-    BLOCK_KEY_BYTES, BLOCK_TARGET_BYTES, BlockBuilder, block_key, decode_block, decode_block_key,
+    BLOCK_KEY_BYTES, BLOCK_MAX_BYTES, BlockBuilder, PreparedSeries, block_key, decode_block, decode_block_key,
 };
 use crate::tsdb::encoding::{
     self, PARTITION_MS, PartitionSummary, chunk_key, decode_chunk_key, decode_chunk_value,
@@ -115,8 +115,14 @@ impl BlockWriter<'_> {
         self.summary.mint = self.summary.mint.min(first.t);
         self.summary.maxt = self.summary.maxt.max(last.t);
         self.series += 1;
-        self.builder.push_series(series_id, &samples);
-        if self.builder.encoded_bytes() >= BLOCK_TARGET_BYTES {
+        let prepared = PreparedSeries::new(series_id, &samples);
+        if !self.builder.is_empty()
+            && self.builder.encoded_bytes() + self.builder.added_bytes(&prepared) > BLOCK_MAX_BYTES
+        {
+            self.finish_block()?;
+        }
+        self.builder.add(prepared);
+        if self.builder.encoded_bytes() >= BLOCK_MAX_BYTES {
             self.finish_block()?;
         }
         Ok(())
