@@ -310,8 +310,9 @@ mod tests {
             (PARTITION_MS, summary(0)),
             (3 * PARTITION_MS, summary(1)),
         ];
-        let newest = Some(3 * PARTITION_MS + hour);
-        // Partition 0 ended 3 h before the newest sample, partition 2 just now.
+        let newest = Some(3 * PARTITION_MS + hour - 1);
+        // Partition 0 ended 5 h before the newest sample, partition 2 just
+        // under an hour before it; partition 1 has no loose chunks.
         assert_eq!(plan_compaction(&partitions, newest, hour, false), vec![0]);
         assert_eq!(
             plan_compaction(&partitions, newest, 0, false),
