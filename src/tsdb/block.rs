@@ -655,6 +655,66 @@ mod tests {
         })
     }
 
+    /// Fuzz seeds are real builder output (written by `write_fuzz_seeds`);
+    /// each must decode, and crashers the fuzzer finds are added there and
+    /// replayed here.
+    #[test]
+    fn fuzz_corpus_replays_without_panicking() {
+        let corpus =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/block_decode");
+        let entries = std::fs::read_dir(&corpus).expect("block_decode corpus");
+        let mut seeds = 0;
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            let Some((id_bytes, value)) = bytes.split_first_chunk::<8>() else {
+                continue;
+            };
+            let decoded = decode_block(u64::from_le_bytes(*id_bytes), value);
+            if path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("seed-")) {
+                assert!(decoded.is_ok(), "{}: {decoded:?}", path.display());
+                seeds += 1;
+            }
+        }
+        assert!(seeds >= 3, "{seeds} seeds");
+    }
+
+    /// Regenerates the fuzz seeds: `cargo test --lib write_fuzz_seeds -- --ignored`.
+    #[test]
+    #[ignore]
+    fn write_fuzz_seeds() {
+        let corpus =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/block_decode");
+        std::fs::create_dir_all(&corpus).unwrap();
+        let node = testdata::node_exporter_chunks(5, 2, 1, 60);
+        let shapes: Vec<(&str, Vec<(u64, Vec<Sample>)>)> = vec![
+            (
+                "node-exporter",
+                node.iter().take(12).cloned().enumerate().map(|(i, s)| (40 + i as u64, s)).collect(),
+            ),
+            (
+                "stale-and-nan",
+                vec![
+                    (7, (0..20).map(|i| Sample { t: i * 15_000, v: stale_nan() }).collect()),
+                    (9, (0..20).map(|i| Sample { t: i * 15_000, v: f64::from_bits(0x7ff8_0000_0000_0001 + i as u64) }).collect()),
+                ],
+            ),
+            (
+                "two-columns",
+                vec![
+                    (1, (0..9).map(|i| Sample { t: i * 1_000 + 3, v: i as f64 / 4.0 }).collect()),
+                    (1 << 40, (0..5).map(|i| Sample { t: -i * 7, v: -0.0 }).collect()),
+                ],
+            ),
+        ];
+        for (name, series) in shapes {
+            let (first, bytes) = build(&series);
+            let mut seed = first.to_le_bytes().to_vec();
+            seed.extend_from_slice(&bytes);
+            std::fs::write(corpus.join(format!("seed-{name}")), seed).unwrap();
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
 
