@@ -41,6 +41,7 @@ mod postings;
 mod querier;
 pub mod retention;
 mod startup;
+mod symbols;
 mod tables;
 
 use std::path::{Path, PathBuf};

@@ -130,7 +130,10 @@ impl PreparedSeries {
             .map(|piece| {
                 let column_samples: Vec<Sample> = piece
                     .iter()
-                    .map(|sample| Sample { t: sample.t, v: 0.0 })
+                    .map(|sample| Sample {
+                        t: sample.t,
+                        v: 0.0,
+                    })
                     .collect();
                 let values: Vec<Sample> = piece
                     .iter()
@@ -368,9 +371,11 @@ impl<'a> BlockView<'a> {
     }
 
     fn column(&mut self, index: usize) -> Result<&[Timestamp], BlockError> {
-        let column = self.columns.get(index).copied().ok_or(BlockError::Corrupt(
-            "column index out of range",
-        ))?;
+        let column = self
+            .columns
+            .get(index)
+            .copied()
+            .ok_or(BlockError::Corrupt("column index out of range"))?;
         let slot = self
             .decoded_columns
             .get_mut(index)
@@ -480,7 +485,11 @@ where
         let next = table
             .range(probe.as_slice()..=partition_upper.as_slice())
             .context("finding a block")?
-            .find(|entry| entry.as_ref().map_or(true, |(key, _)| key.value() > probe.as_slice()))
+            .find(|entry| {
+                entry
+                    .as_ref()
+                    .map_or(true, |(key, _)| key.value() > probe.as_slice())
+            })
             .transpose()
             .context("reading a block")?;
         let Some((key, _)) = next else {
@@ -579,7 +588,11 @@ mod tests {
         let samples: Vec<Sample> = (0..(MAX_ENTRY_SAMPLES as i64 * 2 + 7))
             .map(|index| Sample {
                 t: index * 1_000,
-                v: if index % 999 == 0 { stale_nan() } else { index as f64 },
+                v: if index % 999 == 0 {
+                    stale_nan()
+                } else {
+                    index as f64
+                },
             })
             .collect();
         let series = vec![(5, samples.clone()), (6, samples[..3].to_vec())];
@@ -671,7 +684,10 @@ mod tests {
                 continue;
             };
             let decoded = decode_block(u64::from_le_bytes(*id_bytes), value);
-            if path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("seed-")) {
+            if path
+                .file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with("seed-"))
+            {
                 assert!(decoded.is_ok(), "{}: {decoded:?}", path.display());
                 seeds += 1;
             }
@@ -690,20 +706,52 @@ mod tests {
         let shapes: Vec<(&str, Vec<(u64, Vec<Sample>)>)> = vec![
             (
                 "node-exporter",
-                node.iter().take(12).cloned().enumerate().map(|(i, s)| (40 + i as u64, s)).collect(),
+                node.iter()
+                    .take(12)
+                    .cloned()
+                    .enumerate()
+                    .map(|(i, s)| (40 + i as u64, s))
+                    .collect(),
             ),
             (
                 "stale-and-nan",
                 vec![
-                    (7, (0..20).map(|i| Sample { t: i * 15_000, v: stale_nan() }).collect()),
-                    (9, (0..20).map(|i| Sample { t: i * 15_000, v: f64::from_bits(0x7ff8_0000_0000_0001 + i as u64) }).collect()),
+                    (
+                        7,
+                        (0..20)
+                            .map(|i| Sample {
+                                t: i * 15_000,
+                                v: stale_nan(),
+                            })
+                            .collect(),
+                    ),
+                    (
+                        9,
+                        (0..20)
+                            .map(|i| Sample {
+                                t: i * 15_000,
+                                v: f64::from_bits(0x7ff8_0000_0000_0001 + i as u64),
+                            })
+                            .collect(),
+                    ),
                 ],
             ),
             (
                 "two-columns",
                 vec![
-                    (1, (0..9).map(|i| Sample { t: i * 1_000 + 3, v: i as f64 / 4.0 }).collect()),
-                    (1 << 40, (0..5).map(|i| Sample { t: -i * 7, v: -0.0 }).collect()),
+                    (
+                        1,
+                        (0..9)
+                            .map(|i| Sample {
+                                t: i * 1_000 + 3,
+                                v: i as f64 / 4.0,
+                            })
+                            .collect(),
+                    ),
+                    (
+                        1 << 40,
+                        (0..5).map(|i| Sample { t: -i * 7, v: -0.0 }).collect(),
+                    ),
                 ],
             ),
         ];

@@ -23,14 +23,15 @@ use redb::{Database, ReadableTable, WriteTransaction};
 use crate::chunk::{self, HeadChunk};
 use crate::model::{Labels, MetricMetadata, Sample, Timestamp};
 use crate::storage::{CommitOutcome, StorageError};
+use crate::tsdb::block::block_key;
+use crate::tsdb::compaction::{CompactionReport, compact_partition, plan_compaction};
 use crate::tsdb::encoding::{
     self, LogRecordBuilder, PartitionSummary, SeriesTail, chunk_key, partition_of,
 };
 use crate::tsdb::head::{Head, HeadSeries};
 use crate::tsdb::postings::SeriesSlot;
-use crate::tsdb::block::block_key;
-use crate::tsdb::compaction::{CompactionReport, compact_partition, plan_compaction};
 use crate::tsdb::retention::{PartitionInfo, RetentionReport, plan_retention};
+use crate::tsdb::symbols::SeriesSymbols;
 use crate::tsdb::tables;
 use crate::tsdb::{MAX_SAMPLES_PER_CHUNK, RedbContext, Shared, TsdbError};
 
@@ -91,6 +92,8 @@ pub struct CommitState {
     pub log_records: VecDeque<(u64, u64)>,
     /// Open head chunks counted by the log sequence of their first sample.
     pub open_chunks_by_first_seq: BTreeMap<u64, u32>,
+    /// Stored label symbols, for writing new series rows.
+    pub series_symbols: SeriesSymbols,
 }
 
 impl CommitState {
@@ -706,13 +709,17 @@ impl CommitThread {
                 let mut series_table = transaction
                     .open_table(tables::SERIES)
                     .context("opening the series table")?;
+                let mut symbols_table = transaction
+                    .open_table(tables::SYMBOLS)
+                    .context("opening the symbols table")?;
                 for created in &new_series {
-                    let encoded = encoding::encode_labels(
+                    let encoded = self.state.series_symbols.encode_labels(
+                        &mut symbols_table,
                         created
                             .labels
                             .iter()
                             .map(|label| (label.name.as_str(), label.value.as_str())),
-                    );
+                    )?;
                     series_table
                         .insert(created.id, encoded.as_slice())
                         .context("writing a series")?;
@@ -1151,7 +1158,9 @@ impl CommitThread {
                     let block_lower = block_key(*start, 0);
                     let block_upper = block_key(*start, u64::MAX);
                     blocks
-                        .retain_in(block_lower.as_slice()..=block_upper.as_slice(), |_, _| false)
+                        .retain_in(block_lower.as_slice()..=block_upper.as_slice(), |_, _| {
+                            false
+                        })
                         .context("deleting a partition's blocks")?;
                     partition_table
                         .remove(*start)

@@ -18,7 +18,8 @@ use redb::{ReadableTable, Table, WriteTransaction};
 use crate::chunk;
 use crate::model::{Sample, Timestamp};
 use crate::tsdb::block::{
-    BLOCK_KEY_BYTES, BLOCK_MAX_BYTES, BlockBuilder, PreparedSeries, block_key, decode_block, decode_block_key,
+    BLOCK_KEY_BYTES, BLOCK_MAX_BYTES, BlockBuilder, PreparedSeries, block_key, decode_block,
+    decode_block_key,
 };
 use crate::tsdb::encoding::{
     self, PARTITION_MS, PartitionSummary, chunk_key, decode_chunk_key, decode_chunk_value,
@@ -173,7 +174,9 @@ pub fn compact_partition(
     // New blocks may reuse old keys, so the old ones go first (their bytes
     // are in `old_blocks`).
     blocks
-        .retain_in(block_lower.as_slice()..=block_upper.as_slice(), |_, _| false)
+        .retain_in(block_lower.as_slice()..=block_upper.as_slice(), |_, _| {
+            false
+        })
         .context("deleting old blocks")?;
     let mut old = OldBlocks {
         blocks: old_blocks.into_iter(),
@@ -220,8 +223,7 @@ pub fn compact_partition(
                 merge_series(&mut old, &mut writer, series_id, samples)?;
             }
             let target = current.get_or_insert_with(|| (key.series_id, Vec::new()));
-            chunk::decode_into(encoded, &mut target.1)
-                .map_err(|error| corrupt("chunk", error))?;
+            chunk::decode_into(encoded, &mut target.1).map_err(|error| corrupt("chunk", error))?;
         }
         if let Some((series_id, samples)) = current.take() {
             merge_series(&mut old, &mut writer, series_id, samples)?;
@@ -234,7 +236,9 @@ pub fn compact_partition(
         writer.finish_block()?;
     }
     chunks
-        .retain_in(chunk_lower.as_slice()..=chunk_upper.as_slice(), |_, _| false)
+        .retain_in(chunk_lower.as_slice()..=chunk_upper.as_slice(), |_, _| {
+            false
+        })
         .context("deleting compacted chunks")?;
 
     report.partitions_compacted += 1;

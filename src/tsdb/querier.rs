@@ -205,21 +205,16 @@ impl<'a> TsdbQuerier<'a> {
                 .context("opening the blocks table")?;
             let series_ids: Vec<u64> = selected.iter().map(|entry| entry.series_id).collect();
             for (partition_start, _) in partitions.iter() {
-                block::read_series(
-                    &blocks,
-                    *partition_start,
-                    &series_ids,
-                    |index, samples| {
-                        let target = &mut selected[index];
-                        let upper_t = maxt.min(target.cap);
-                        target.samples.extend(
-                            samples
-                                .iter()
-                                .filter(|sample| sample.t >= mint && sample.t <= upper_t)
-                                .copied(),
-                        );
-                    },
-                )?;
+                block::read_series(&blocks, *partition_start, &series_ids, |index, samples| {
+                    let target = &mut selected[index];
+                    let upper_t = maxt.min(target.cap);
+                    target.samples.extend(
+                        samples
+                            .iter()
+                            .filter(|sample| sample.t >= mint && sample.t <= upper_t)
+                            .copied(),
+                    );
+                })?;
             }
         }
         drop(transaction);
