@@ -525,6 +525,8 @@ mod tests {
     use crate::model::stale_nan;
     use proptest::prelude::*;
 
+    type SeriesList = Vec<(u64, Vec<Sample>)>;
+
     fn assert_same(decoded: &[(u64, Vec<Sample>)], expected: &[(u64, Vec<Sample>)]) {
         assert_eq!(decoded.len(), expected.len(), "series count");
         for ((got_id, got), (want_id, want)) in decoded.iter().zip(expected) {
@@ -648,7 +650,7 @@ mod tests {
                 .map(|(gap, mut samples)| {
                     id += gap + 1;
                     // Half of the series reuse the first one's timestamps.
-                    if id % 2 == 0 {
+                    if id.is_multiple_of(2) {
                         match &shared {
                             Some(times) => {
                                 samples.truncate(times.len());
@@ -703,7 +705,7 @@ mod tests {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/block_decode");
         std::fs::create_dir_all(&corpus).unwrap();
         let node = testdata::node_exporter_chunks(5, 2, 1, 60);
-        let shapes: Vec<(&str, Vec<(u64, Vec<Sample>)>)> = vec![
+        let shapes: Vec<(&str, SeriesList)> = vec![
             (
                 "node-exporter",
                 node.iter()
