@@ -8,6 +8,7 @@
 //! - `encoding`: byte layouts of every stored value (log records, labels,
 //!   chunk keys and values, tails, partition totals); decoders never panic.
 //! - `tables`: the redb table definitions and `meta` rows.
+//! - `symbols`: label strings stored once; series rows are symbol ids.
 //! - `head`, `postings`: series in memory, label hash index, inverted index.
 //! - `appender`: resolves series and queues a batch (no I/O).
 //! - `commit`: the commit thread (group commit, validation, sealing, log

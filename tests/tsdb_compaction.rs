@@ -47,11 +47,7 @@ fn write_steps(tsdb: &Tsdb, first: i64, last: i64) {
                 };
                 let name = format!("metric_{series}");
                 appender
-                    .append(
-                        &[("__name__", &name), ("instance", &instance)],
-                        t,
-                        value,
-                    )
+                    .append(&[("__name__", &name), ("instance", &instance)], t, value)
                     .unwrap();
             }
         }
@@ -60,7 +56,10 @@ fn write_steps(tsdb: &Tsdb, first: i64, last: i64) {
 }
 
 fn select(tsdb: &Tsdb, mint: i64, maxt: i64, matchers: &[Matcher]) -> Vec<Series> {
-    tsdb.querier().unwrap().select(mint, maxt, matchers).unwrap()
+    tsdb.querier()
+        .unwrap()
+        .select(mint, maxt, matchers)
+        .unwrap()
 }
 
 fn assert_same(got: &[Series], want: &[Series]) {
@@ -140,7 +139,10 @@ fn compaction_keeps_every_sample_bit_exact_across_restart_and_late_data() {
         );
         assert_all_same(&query_set(&tsdb), &expected);
         // Nothing left to compact.
-        assert_eq!(tsdb.compact_partitions(true).unwrap().partitions_compacted, 0);
+        assert_eq!(
+            tsdb.compact_partitions(true).unwrap().partitions_compacted,
+            0
+        );
         tsdb.close().unwrap();
     }
     {
@@ -207,10 +209,16 @@ fn only_closed_partitions_are_compacted_unless_forced() {
     let expected = query_set(&tsdb);
     let report = tsdb.compact_partitions(false).unwrap();
     assert_eq!(report.partitions_compacted, 2, "{report:?}");
-    assert!(tsdb.stats().stored_chunks > 0, "later partitions stay loose");
+    assert!(
+        tsdb.stats().stored_chunks > 0,
+        "later partitions stay loose"
+    );
     // Queries over a mix of blocks and loose chunks.
     assert_all_same(&query_set(&tsdb), &expected);
-    assert_eq!(tsdb.compact_partitions(false).unwrap().partitions_compacted, 0);
+    assert_eq!(
+        tsdb.compact_partitions(false).unwrap().partitions_compacted,
+        0
+    );
     tsdb.close().unwrap();
 }
 
