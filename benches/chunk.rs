@@ -1,7 +1,10 @@
 //! Chunk hot paths on node_exporter-shaped data (`chunk::testdata`):
 //! head append, seal (choose + encode), `encode` from a slice, and decode,
-//! in samples per second. Sizes are not something criterion reports, so the
-//! setup prints bytes per sample per encoding once to stderr.
+//! in samples per second; and the same samples packed into blocks of a
+//! compacted partition (`tsdb::block`: many series per value, timestamps
+//! shared per column) and decoded series by series. Sizes are not something
+//! criterion reports, so the setup prints bytes per sample per encoding once
+//! to stderr.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -11,6 +14,7 @@ use guardia::chunk::{
     self, ChunkIter, HeadChunk, decode_into, encode, encode_gorilla, encoding_of, testdata,
 };
 use guardia::model::Sample;
+use guardia::tsdb::block::{BLOCK_MAX_BYTES, BlockBuilder, BlockView, PreparedSeries};
 
 const SEED: u64 = 2024;
 const HOSTS: usize = 4;
@@ -66,9 +70,40 @@ fn print_sizes(chunks: &[Vec<Sample>]) {
     }
 }
 
+/// The dataset as blocks: series ids in dataset order (a host's series are
+/// consecutive, as a target's are in the store), each block closed before
+/// it would outgrow `BLOCK_MAX_BYTES`, as compaction does.
+fn build_blocks(chunks: &[Vec<Sample>]) -> Vec<(u64, Vec<u8>, Vec<u64>)> {
+    let mut blocks = Vec::new();
+    let mut builder = BlockBuilder::new();
+    let mut ids = Vec::new();
+    for (series_id, samples) in chunks.iter().enumerate() {
+        let prepared = PreparedSeries::new(series_id as u64, samples);
+        if !builder.is_empty()
+            && builder.encoded_bytes() + builder.added_bytes(&prepared) > BLOCK_MAX_BYTES
+            && let Some((first, bytes)) = builder.finish()
+        {
+            blocks.push((first, bytes, std::mem::take(&mut ids)));
+        }
+        builder.add(prepared);
+        ids.push(series_id as u64);
+    }
+    if let Some((first, bytes)) = builder.finish() {
+        blocks.push((first, bytes, ids));
+    }
+    blocks
+}
+
 fn benches(criterion: &mut Criterion) {
     let chunks = dataset();
     print_sizes(&chunks);
+    let blocks = build_blocks(&chunks);
+    let block_bytes: usize = blocks.iter().map(|(_, bytes, _)| 16 + bytes.len()).sum();
+    eprintln!(
+        "  in blocks (keys included): {:.3} bytes/sample, {} blocks",
+        block_bytes as f64 / chunks.iter().map(Vec::len).sum::<usize>() as f64,
+        blocks.len()
+    );
     let sample_count: usize = chunks.iter().map(Vec::len).sum();
     let sealed: Vec<Vec<u8>> = chunks.iter().map(|samples| encode(samples)).collect();
     let gorilla: Vec<Vec<u8>> = chunks
@@ -131,6 +166,22 @@ fn benches(criterion: &mut Criterion) {
                 }
             }
             black_box(sum)
+        })
+    });
+    group.bench_function("decode_block_series", |bencher| {
+        let mut buffer = Vec::with_capacity(testdata::SAMPLES_PER_CHUNK);
+        bencher.iter(|| {
+            let mut total = 0usize;
+            for (first, bytes, ids) in &blocks {
+                let mut view = BlockView::parse(*first, bytes).expect("valid block");
+                for series_id in ids {
+                    buffer.clear();
+                    view.samples_of(*series_id, &mut buffer)
+                        .expect("valid block");
+                    total += buffer.len();
+                }
+            }
+            black_box(total)
         })
     });
     group.bench_function("decode_gorilla", |bencher| {

@@ -8,6 +8,7 @@
 //! - `encoding`: byte layouts of every stored value (log records, labels,
 //!   chunk keys and values, tails, partition totals); decoders never panic.
 //! - `tables`: the redb table definitions and `meta` rows.
+//! - `symbols`: label strings stored once; series rows are symbol ids.
 //! - `head`, `postings`: series in memory, label hash index, inverted index.
 //! - `appender`: resolves series and queues a batch (no I/O).
 //! - `commit`: the commit thread (group commit, validation, sealing, log
@@ -15,6 +16,8 @@
 //! - `startup`: open, format check, load series, replay the log.
 //! - `querier`: reads one consistent view of head + chunks.
 //! - `retention`: the pure retention planner.
+//! - `block`, `compaction`: closed partitions rewritten into blocks (one
+//!   redb value per run of series, timestamps stored once per column).
 //! - `fault`: fault-injecting redb backend for crash tests.
 //!
 //! # Invariants
@@ -28,7 +31,9 @@
 //! - After a failed commit nothing more is acknowledged (poisoned).
 
 mod appender;
+pub mod block;
 mod commit;
+pub mod compaction;
 pub mod encoding;
 pub mod fault;
 mod head;
@@ -38,6 +43,7 @@ mod querier;
 pub mod retention;
 mod startup;
 mod state;
+mod symbols;
 mod tables;
 
 use std::path::{Path, PathBuf};
@@ -299,6 +305,22 @@ impl Tsdb {
         let (reply, answer) = sync_channel(1);
         self.send(Message::Flush {
             older_than,
+            reply: Some(reply),
+        })?;
+        answer.recv().map_err(|_| TsdbError::Closed)?
+    }
+
+    /// Rewrites closed partitions into blocks (`compaction.rs`); with
+    /// `force`, every partition that has loose chunks, closed or not. The
+    /// commit thread compacts closed partitions by itself after each
+    /// periodic flush; maintenance and benchmarks call this directly.
+    pub fn compact_partitions(
+        &self,
+        force: bool,
+    ) -> Result<compaction::CompactionReport, TsdbError> {
+        let (reply, answer) = sync_channel(1);
+        self.send(Message::Compact {
+            force,
             reply: Some(reply),
         })?;
         answer.recv().map_err(|_| TsdbError::Closed)?

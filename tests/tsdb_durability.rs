@@ -310,7 +310,7 @@ fn newer_format_version_is_refused() {
             error,
             TsdbError::NewerFormat {
                 found: 99,
-                supported: 1
+                supported: 2
             }
         ),
         "{error}"

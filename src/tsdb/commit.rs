@@ -23,12 +23,15 @@ use redb::{Database, ReadableTable, WriteTransaction};
 use crate::chunk::{self, HeadChunk};
 use crate::model::{Labels, MetricMetadata, Sample, Timestamp};
 use crate::storage::{CommitOutcome, StorageError};
+use crate::tsdb::block::block_key;
+use crate::tsdb::compaction::{CompactionReport, compact_partition, plan_compaction};
 use crate::tsdb::encoding::{
     self, LogRecordBuilder, PartitionSummary, SeriesTail, chunk_key, partition_of,
 };
 use crate::tsdb::head::{Head, HeadSeries};
 use crate::tsdb::postings::SeriesSlot;
 use crate::tsdb::retention::{PartitionInfo, RetentionReport, plan_retention};
+use crate::tsdb::symbols::SeriesSymbols;
 use crate::tsdb::tables;
 use crate::tsdb::{MAX_SAMPLES_PER_CHUNK, RedbContext, Shared, TsdbError};
 
@@ -72,6 +75,12 @@ pub enum Message {
         older_than: Duration,
         reply: Option<SyncSender<Result<u64, TsdbError>>>,
     },
+    /// Rewrite closed partitions (all with loose chunks when `force`) into
+    /// blocks; see `compaction.rs`.
+    Compact {
+        force: bool,
+        reply: Option<SyncSender<Result<CompactionReport, TsdbError>>>,
+    },
     Shutdown(SyncSender<()>),
 }
 
@@ -83,6 +92,8 @@ pub struct CommitState {
     pub log_records: VecDeque<(u64, u64)>,
     /// Open head chunks counted by the log sequence of their first sample.
     pub open_chunks_by_first_seq: BTreeMap<u64, u32>,
+    /// Stored label symbols, for writing new series rows.
+    pub series_symbols: SeriesSymbols,
 }
 
 impl CommitState {
@@ -377,6 +388,13 @@ impl CommitThread {
             Message::Flush { older_than, reply } => {
                 let threshold = self.threshold_for_age(older_than);
                 let result = self.flush(threshold);
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
+                }
+                true
+            }
+            Message::Compact { force, reply } => {
+                let result = self.compact_partitions(force);
                 if let Some(reply) = reply {
                     let _ = reply.send(result);
                 }
@@ -691,13 +709,17 @@ impl CommitThread {
                 let mut series_table = transaction
                     .open_table(tables::SERIES)
                     .context("opening the series table")?;
+                let mut symbols_table = transaction
+                    .open_table(tables::SYMBOLS)
+                    .context("opening the symbols table")?;
                 for created in &new_series {
-                    let encoded = encoding::encode_labels(
+                    let encoded = self.state.series_symbols.encode_labels(
+                        &mut symbols_table,
                         created
                             .labels
                             .iter()
                             .map(|label| (label.name.as_str(), label.value.as_str())),
-                    );
+                    )?;
                     series_table
                         .insert(created.id, encoded.as_slice())
                         .context("writing a series")?;
@@ -877,6 +899,9 @@ impl CommitThread {
         if let Err(error) = self.flush(threshold) {
             tracing::warn!(%error, "periodic flush of open chunks failed");
         }
+        if let Err(error) = self.compact_partitions(false) {
+            tracing::warn!(%error, "partition compaction failed");
+        }
         self.shared
             .metrics
             .database_bytes
@@ -947,6 +972,101 @@ impl CommitThread {
         }
         head.partitions.extend(seal_writes.partitions);
         Ok(flushed_slots.len() as u64)
+    }
+
+    /// Rewrites due partitions into blocks, one write transaction each, so
+    /// ingest waits for at most one partition at a time. A partition
+    /// counts as closed once its end lies `open_chunk_max_age` plus one
+    /// flush interval behind the newest sample: by then the periodic flush
+    /// has sealed every open chunk that reached into it.
+    fn compact_partitions(&mut self, force: bool) -> Result<CompactionReport, TsdbError> {
+        self.check_poisoned()?;
+        let newest = self.shared.newest_t.load(Ordering::Acquire);
+        let partitions: Vec<(Timestamp, PartitionSummary)> = self
+            .shared
+            .head
+            .read()
+            .partitions
+            .iter()
+            .map(|(start, summary)| (*start, *summary))
+            .collect();
+        let settle = self.settings.open_chunk_max_age + self.settings.flush_interval;
+        let due = plan_compaction(
+            &partitions,
+            (newest != Timestamp::MIN).then_some(newest),
+            i64::try_from(settle.as_millis()).unwrap_or(i64::MAX),
+            force,
+        );
+        let mut report = CompactionReport::default();
+        for partition_start in due {
+            let floor = self.shared.retention_floor.load(Ordering::Acquire);
+            let started = Instant::now();
+            let mut partition_report = CompactionReport::default();
+            let transaction = match self.database.begin_write() {
+                Ok(transaction) => transaction,
+                Err(error) => {
+                    let error = TsdbError::Database {
+                        context: "beginning a compaction transaction",
+                        message: error.to_string(),
+                    };
+                    self.poison(&error);
+                    return Err(error);
+                }
+            };
+            let summary = match compact_partition(
+                &transaction,
+                partition_start,
+                floor,
+                &mut partition_report,
+            ) {
+                Ok(summary) => summary,
+                Err(TsdbError::Corrupt(reason)) => {
+                    // Nothing acknowledged depends on compaction: leave the
+                    // partition as it is (the transaction is dropped
+                    // uncommitted) rather than refuse writes.
+                    tracing::error!(partition_start, %reason, "partition not compacted: corrupt data");
+                    continue;
+                }
+                Err(error) => {
+                    self.poison(&error);
+                    return Err(error);
+                }
+            };
+            if let Err(error) = transaction.commit().context("committing a compaction") {
+                self.poison(&error);
+                return Err(error);
+            }
+            self.shared.metrics.commits.inc();
+            self.shared.metrics.fsyncs.inc();
+            {
+                let mut head = self.shared.head.write();
+                match summary {
+                    Some(summary) => {
+                        head.partitions.insert(partition_start, summary);
+                    }
+                    None => {
+                        head.partitions.remove(&partition_start);
+                    }
+                }
+            }
+            tracing::info!(
+                partition_start,
+                chunks = partition_report.chunks_merged,
+                blocks = partition_report.blocks_written,
+                bytes_before = partition_report.bytes_before,
+                bytes_after = partition_report.bytes_after,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "partition compacted"
+            );
+            report.partitions_compacted += partition_report.partitions_compacted;
+            report.chunks_merged += partition_report.chunks_merged;
+            report.blocks_rewritten += partition_report.blocks_rewritten;
+            report.blocks_written += partition_report.blocks_written;
+            report.series += partition_report.series;
+            report.bytes_before += partition_report.bytes_before;
+            report.bytes_after += partition_report.bytes_after;
+        }
+        Ok(report)
     }
 
     fn apply_retention(&mut self) -> Result<RetentionReport, TsdbError> {
@@ -1023,6 +1143,9 @@ impl CommitThread {
                 let mut chunks = transaction
                     .open_table(tables::CHUNKS)
                     .context("opening the chunks table")?;
+                let mut blocks = transaction
+                    .open_table(tables::BLOCKS)
+                    .context("opening the blocks table")?;
                 let mut partition_table = transaction
                     .open_table(tables::PARTITIONS)
                     .context("opening the partitions table")?;
@@ -1032,6 +1155,13 @@ impl CommitThread {
                     chunks
                         .retain_in(lower.as_slice()..=upper.as_slice(), |_, _| false)
                         .context("deleting a partition's chunks")?;
+                    let block_lower = block_key(*start, 0);
+                    let block_upper = block_key(*start, u64::MAX);
+                    blocks
+                        .retain_in(block_lower.as_slice()..=block_upper.as_slice(), |_, _| {
+                            false
+                        })
+                        .context("deleting a partition's blocks")?;
                     partition_table
                         .remove(*start)
                         .context("deleting a partition summary")?;

@@ -38,6 +38,8 @@ pub enum EncodingError {
     InvalidUtf8,
     #[error("labels are not sorted by unique name or have an empty value")]
     NonCanonicalLabels,
+    #[error("unknown symbol id {0}")]
+    UnknownSymbol(u64),
     #[error("value has {actual} bytes, expected {expected}")]
     WrongLength { expected: usize, actual: usize },
 }

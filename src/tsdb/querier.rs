@@ -21,7 +21,7 @@ use crate::storage::{Querier, Series, StorageError};
 use crate::tsdb::encoding::{self, PARTITION_MS, PartitionSummary, chunk_key, partition_of};
 use crate::tsdb::head::Head;
 use crate::tsdb::postings::SeriesSlot;
-use crate::tsdb::{RedbContext, Tsdb, TsdbError, tables};
+use crate::tsdb::{RedbContext, Tsdb, TsdbError, block, tables};
 
 /// Below this ratio of selected series to chunks in a partition, chunks are
 /// looked up per series; above it one sequential scan of the partition is
@@ -137,10 +137,11 @@ impl<'a> TsdbQuerier<'a> {
         );
 
         if !selected.is_empty() && !partitions.is_empty() {
+            let partitions = &partitions;
             let chunks = transaction
                 .open_table(tables::CHUNKS)
                 .context("opening the chunks table")?;
-            for (partition_start, summary) in partitions {
+            for &(partition_start, summary) in partitions {
                 let scan_whole_partition =
                     selected.len() as u64 * PARTITION_SCAN_RATIO >= summary.chunks;
                 if scan_whole_partition {
@@ -197,6 +198,23 @@ impl<'a> TsdbQuerier<'a> {
                         }
                     }
                 }
+            }
+            // Compacted partitions keep their samples in blocks.
+            let blocks = transaction
+                .open_table(tables::BLOCKS)
+                .context("opening the blocks table")?;
+            let series_ids: Vec<u64> = selected.iter().map(|entry| entry.series_id).collect();
+            for (partition_start, _) in partitions.iter() {
+                block::read_series(&blocks, *partition_start, &series_ids, |index, samples| {
+                    let target = &mut selected[index];
+                    let upper_t = maxt.min(target.cap);
+                    target.samples.extend(
+                        samples
+                            .iter()
+                            .filter(|sample| sample.t >= mint && sample.t <= upper_t)
+                            .copied(),
+                    );
+                })?;
             }
         }
         drop(transaction);

@@ -25,6 +25,7 @@ use crate::tsdb::encoding;
 use crate::tsdb::fault::FaultInjectingBackend;
 use crate::tsdb::head::Head;
 use crate::tsdb::metrics::TsdbMetrics;
+use crate::tsdb::symbols::{self, SeriesSymbols};
 use crate::tsdb::tables;
 use crate::tsdb::{Options, RedbContext, Shared, Tsdb, TsdbError};
 
@@ -59,7 +60,9 @@ pub fn open(dir: &Path, options: Options) -> Result<Arc<Tsdb>, TsdbError> {
             .create(&path)
             .context("opening the database")?,
     };
+    let mut database = database;
     initialize(&database)?;
+    compact_file_if_fragmented(&mut database, &path)?;
     let loaded = load(&database)?;
     let series_count = loaded.head.live_series;
     let replayed = loaded.replayed_samples;
@@ -119,6 +122,91 @@ pub fn open(dir: &Path, options: Options) -> Result<Arc<Tsdb>, TsdbError> {
     }))
 }
 
+/// Unallocated pages at least this large a share of the file (and at least
+/// `MIN_FRAGMENTED_BYTES`) make the open compact the file. redb never
+/// shrinks its file while running: the log's pages, freed as chunks are
+/// sealed, and the chunk pages freed by partition compaction stay allocated
+/// until `Database::compact`, which needs the database to itself, so start-up
+/// is the place for it.
+const FRAGMENTED_SHARE_PERCENT: u64 = 25;
+const MIN_FRAGMENTED_BYTES: u64 = 16 << 20;
+const MAX_COMPACTION_PASSES: usize = 8;
+
+fn compact_file_if_fragmented(database: &mut Database, path: &Path) -> Result<(), TsdbError> {
+    let stats = {
+        let transaction = database
+            .begin_write()
+            .context("beginning the statistics transaction")?;
+        let stats = transaction.stats().context("reading database statistics")?;
+        transaction
+            .abort()
+            .context("ending the statistics transaction")?;
+        stats
+    };
+    let allocated = stats.allocated_pages() * stats.page_size() as u64;
+    let file_bytes = std::fs::metadata(path)
+        .map(|metadata| metadata.len())
+        .unwrap_or(0);
+    let free = file_bytes.saturating_sub(allocated);
+    if free < MIN_FRAGMENTED_BYTES || free * 100 < file_bytes * FRAGMENTED_SHARE_PERCENT {
+        return Ok(());
+    }
+    let started = Instant::now();
+    // Each call moves what it can; a few passes reach the fixed point.
+    for _ in 0..MAX_COMPACTION_PASSES {
+        if !database.compact().context("compacting the database file")? {
+            break;
+        }
+    }
+    tracing::info!(
+        free_bytes_before = free,
+        file_bytes_after = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "database file compacted"
+    );
+    Ok(())
+}
+
+/// Rewrites every version-1 series row (label text) as a symbol row.
+fn migrate_series_rows(transaction: &redb::WriteTransaction) -> Result<(), TsdbError> {
+    let mut rows: Vec<(u64, Vec<u8>)> = Vec::new();
+    {
+        let series_table = transaction
+            .open_table(tables::SERIES)
+            .context("opening the series table")?;
+        for entry in series_table.iter().context("reading series")? {
+            let (id, labels) = entry.context("reading a series")?;
+            rows.push((id.value(), labels.value().to_vec()));
+        }
+    }
+    // Rewritten from scratch: rows shrunk in place would leave their
+    // B-tree leaves mostly empty.
+    transaction
+        .delete_table(tables::SERIES)
+        .context("replacing the series table")?;
+    let mut series_table = transaction
+        .open_table(tables::SERIES)
+        .context("opening the series table")?;
+    let mut symbols_table = transaction
+        .open_table(tables::SYMBOLS)
+        .context("opening the symbols table")?;
+    let mut series_symbols = SeriesSymbols::from_strings(&symbols::load_symbols(&symbols_table)?);
+    for (id, text_row) in rows {
+        let labels = encoding::decode_labels(&text_row)
+            .map_err(|error| corrupt(&format!("series {id}"), error))?;
+        let row = series_symbols.encode_labels(
+            &mut symbols_table,
+            labels
+                .iter()
+                .map(|label| (label.name.as_str(), label.value.as_str())),
+        )?;
+        series_table
+            .insert(id, row.as_slice())
+            .context("writing a series")?;
+    }
+    Ok(())
+}
+
 /// Creates missing tables and checks (or writes) the format version.
 fn initialize(database: &Database) -> Result<(), TsdbError> {
     let transaction = database
@@ -135,7 +223,22 @@ fn initialize(database: &Database) -> Result<(), TsdbError> {
                     supported: tables::FORMAT_VERSION,
                 });
             }
-            Some(_) => {}
+            Some(found) if found == tables::FORMAT_VERSION => {}
+            Some(found) => {
+                // Version 1: series rows hold label text; re-encode them
+                // with symbols. Its missing tables are created below.
+                migrate_series_rows(&transaction)?;
+                tracing::info!(
+                    from = found,
+                    to = tables::FORMAT_VERSION,
+                    "storage format upgraded"
+                );
+                meta.insert(
+                    tables::META_FORMAT_VERSION,
+                    tables::FORMAT_VERSION.to_le_bytes().as_slice(),
+                )
+                .context("writing the format version")?;
+            }
             None => {
                 meta.insert(
                     tables::META_FORMAT_VERSION,
@@ -159,6 +262,12 @@ fn initialize(database: &Database) -> Result<(), TsdbError> {
         transaction
             .open_table(tables::PARTITIONS)
             .context("creating the partitions table")?;
+        transaction
+            .open_table(tables::BLOCKS)
+            .context("creating the blocks table")?;
+        transaction
+            .open_table(tables::SYMBOLS)
+            .context("creating the symbols table")?;
         transaction
             .open_table(tables::METADATA)
             .context("creating the metadata table")?;
@@ -195,13 +304,18 @@ fn load(database: &Database) -> Result<Loaded, TsdbError> {
         .unwrap_or(Timestamp::MIN);
 
     let mut head = Head::default();
+    let symbol_strings = symbols::load_symbols(
+        &transaction
+            .open_table(tables::SYMBOLS)
+            .context("opening the symbols table")?,
+    )?;
     let series_table = transaction
         .open_table(tables::SERIES)
         .context("opening the series table")?;
     for entry in series_table.iter().context("reading series")? {
         let (id, labels) = entry.context("reading a series")?;
         let id = id.value();
-        let labels = encoding::decode_labels(labels.value())
+        let labels = symbols::decode_labels(labels.value(), &symbol_strings)
             .map_err(|error| corrupt(&format!("series {id}"), error))?;
         if id >= next_series_id {
             return Err(TsdbError::Corrupt(format!(
@@ -342,6 +456,7 @@ fn load(database: &Database) -> Result<Loaded, TsdbError> {
             next_log_seq,
             log_records,
             open_chunks_by_first_seq,
+            series_symbols: SeriesSymbols::from_strings(&symbol_strings),
         },
         newest_t,
         retention_floor,

@@ -4,15 +4,18 @@
 use redb::TableDefinition;
 
 /// On-disk format version written to `meta`. A store written by a newer
-/// guardia (higher number) is refused rather than misread.
-pub const FORMAT_VERSION: u64 = 1;
+/// guardia (higher number) is refused rather than misread. Version 2 added
+/// the `blocks` table (compacted partitions) and the `symbols` table (series
+/// rows hold symbol ids instead of label text); a version-1 store is
+/// upgraded in place on open (its series rows are re-encoded).
+pub const FORMAT_VERSION: u64 = 2;
 
 /// Name of the database file inside the storage directory.
 pub const DATABASE_FILE_NAME: &str = "guardia.redb";
 
 /// `meta`: row name → u64 little endian (see `META_*`).
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-/// `series`: persistent series id → encoded label set.
+/// `series`: persistent series id → label set as symbol ids (`symbols.rs`).
 pub const SERIES: TableDefinition<u64, &[u8]> = TableDefinition::new("series");
 /// `series_tail`: series id → newest sealed sample and oldest time.
 pub const SERIES_TAIL: TableDefinition<u64, &[u8]> = TableDefinition::new("series_tail");
@@ -20,6 +23,11 @@ pub const SERIES_TAIL: TableDefinition<u64, &[u8]> = TableDefinition::new("serie
 pub const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 /// `chunks`: 24-byte (partition, series id, mint) key → chunk value.
 pub const CHUNKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("chunks");
+/// `blocks`: 16-byte (partition, first series id) key → block of a
+/// compacted partition (`block.rs`).
+pub const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
+/// `symbols`: symbol id → label name or value (`symbols.rs`).
+pub const SYMBOLS: TableDefinition<u64, &str> = TableDefinition::new("symbols");
 /// `partitions`: partition start → totals of its chunks.
 pub const PARTITIONS: TableDefinition<i64, &[u8]> = TableDefinition::new("partitions");
 /// `metadata`: metric family name → postcard-encoded `MetricMetadata`.
