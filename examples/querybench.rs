@@ -45,6 +45,12 @@ struct Args {
     /// Push the synthetic histogram family to every `--url` before measuring.
     #[arg(long)]
     push_histograms: bool,
+    /// PID of the server behind each `--url`, in the same order: adds the
+    /// server's CPU time per query (utime + stime from /proc/PID/stat over
+    /// the measured runs, divided by the runs), which load from elsewhere on
+    /// the machine disturbs far less than wall time.
+    #[arg(long)]
+    pid: Vec<u32>,
     /// Only run queries whose name contains this text.
     #[arg(long)]
     only: Option<String>,
@@ -152,7 +158,10 @@ async fn push_histograms(client: &reqwest::Client, args: &Args) -> anyhow::Resul
         }
         eprintln!(
             "pushed {} histogram samples to {url}",
-            bodies.iter().map(|body| body.lines().count()).sum::<usize>()
+            bodies
+                .iter()
+                .map(|body| body.lines().count())
+                .sum::<usize>()
         );
     }
     Ok(())
@@ -214,6 +223,17 @@ async fn timed_get(client: &reqwest::Client, url: &str) -> anyhow::Result<(Durat
     Ok((elapsed, body.len()))
 }
 
+/// CPU seconds (user + system) the process has used so far.
+fn process_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // Fields 14 and 15 of stat (utime, stime) sit at 11 and 12 after the name.
+    let ticks: f64 = fields.get(11).context("utime")?.parse::<f64>()?
+        + fields.get(12).context("stime")?.parse::<f64>()?;
+    Ok(ticks / 100.0)
+}
+
 fn percentile(sorted: &[f64], fraction: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -236,6 +256,8 @@ async fn main() -> anyhow::Result<()> {
     let start_ms = end_ms - RANGE_MS;
 
     let mut medians: Vec<Vec<f64>> = vec![Vec::new(); args.url.len()];
+    let mut cpu_lines: Vec<String> = Vec::new();
+    let mut cpu_means: Vec<Vec<f64>> = vec![Vec::new(); args.url.len()];
     println!(
         "{:<22} {}",
         "query",
@@ -244,7 +266,10 @@ async fn main() -> anyhow::Result<()> {
             .enumerate()
             .map(|(index, _)| format!(
                 "{:>28}",
-                format!("[{index}] median / p90 ms{}", if index > 0 { " (x)" } else { "" })
+                format!(
+                    "[{index}] median / p90 ms{}",
+                    if index > 0 { " (x)" } else { "" }
+                )
             ))
             .collect::<String>()
     );
@@ -266,10 +291,29 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(args.runs); urls.len()];
+        let mut cpu_seconds = vec![0f64; urls.len()];
         for _ in 0..args.runs {
             for (index, url) in urls.iter().enumerate() {
+                let cpu_before = match args.pid.get(index) {
+                    Some(pid) => process_cpu_seconds(*pid)?,
+                    None => 0.0,
+                };
                 let (elapsed, _) = timed_get(&client, url).await?;
                 times[index].push(elapsed.as_secs_f64() * 1000.0);
+                if let Some(pid) = args.pid.get(index) {
+                    cpu_seconds[index] += process_cpu_seconds(*pid)? - cpu_before;
+                }
+            }
+        }
+        if !args.pid.is_empty() {
+            let per_query: Vec<String> = cpu_seconds
+                .iter()
+                .take(args.pid.len())
+                .map(|seconds| format!("{:.1}", seconds * 1000.0 / args.runs.max(1) as f64))
+                .collect();
+            cpu_lines.push(format!("{name:<22} {}", per_query.join(" / ")));
+            for (index, seconds) in cpu_seconds.iter().enumerate().take(args.pid.len()) {
+                cpu_means[index].push((seconds * 1000.0 / args.runs.max(1) as f64).max(0.1));
             }
         }
         let mut line = format!("{name:<22}");
@@ -283,10 +327,7 @@ async fn main() -> anyhow::Result<()> {
                 reference_median = median;
                 format!("{median:.1} / {p90:.1}")
             } else {
-                format!(
-                    "{median:.1} / {p90:.1} ({:.2})",
-                    median / reference_median
-                )
+                format!("{median:.1} / {p90:.1} ({:.2})", median / reference_median)
             };
             let _ = write!(line, "{cell:>28}");
         }
@@ -296,9 +337,8 @@ async fn main() -> anyhow::Result<()> {
     let mut line = format!("{:<22}", "geometric mean");
     let mut reference = f64::NAN;
     for (index, values) in medians.iter().enumerate() {
-        let geometric_mean = (values.iter().map(|value| value.ln()).sum::<f64>()
-            / values.len().max(1) as f64)
-            .exp();
+        let geometric_mean =
+            (values.iter().map(|value| value.ln()).sum::<f64>() / values.len().max(1) as f64).exp();
         let cell = if index == 0 {
             reference = geometric_mean;
             format!("{geometric_mean:.1}")
@@ -308,6 +348,23 @@ async fn main() -> anyhow::Result<()> {
         let _ = write!(line, "{cell:>28}");
     }
     println!("{line}");
+    if !cpu_lines.is_empty() {
+        println!("server CPU ms per query (mean over the measured runs; 10 ms ticks):");
+        for cpu_line in &cpu_lines {
+            println!("{cpu_line}");
+        }
+        let geometric_means: Vec<String> = cpu_means
+            .iter()
+            .take(args.pid.len())
+            .map(|values| {
+                let mean = (values.iter().map(|value| value.ln()).sum::<f64>()
+                    / values.len().max(1) as f64)
+                    .exp();
+                format!("{mean:.1}")
+            })
+            .collect();
+        println!("{:<22} {}", "geometric mean", geometric_means.join(" / "));
+    }
     for (index, url) in args.url.iter().enumerate() {
         println!("[{index}] {url}");
     }

@@ -149,7 +149,7 @@ pub fn write_timestamp(out: &mut Vec<u8>, t: Timestamp) {
     if fraction != 0 {
         out.push(b'.');
         let mut digits = 3;
-        while fraction % 10 == 0 {
+        while fraction.is_multiple_of(10) {
             fraction /= 10;
             digits -= 1;
         }
@@ -382,9 +382,26 @@ mod tests {
             assert_eq!(format_sample_value(value), value.to_string(), "{:x}", state);
         }
         for value in [
-            0.0, 1.0, -1.0, 0.5, 123.456, 1e15, 1e15 + 1.0, 999_999_999_999_999.0, 1e16,
-            1e-5, 1e-7, 2.5e-300, 5e-324, f64::MAX, f64::MIN, 1e22, 1e23, 0.30000000000000004,
-            1_700_000_000.123, -3.25e-3,
+            0.0,
+            1.0,
+            -1.0,
+            0.5,
+            123.456,
+            1e15,
+            1e15 + 1.0,
+            999_999_999_999_999.0,
+            1e16,
+            1e-5,
+            1e-7,
+            2.5e-300,
+            5e-324,
+            f64::MAX,
+            f64::MIN,
+            1e22,
+            1e23,
+            0.30000000000000004,
+            1_700_000_000.123,
+            -3.25e-3,
         ] {
             assert_eq!(format_sample_value(value), value.to_string(), "{value:e}");
         }
@@ -402,7 +419,10 @@ mod tests {
                 ]),
                 samples: vec![
                     Sample { t: 1_500, v: 1.0 },
-                    Sample { t: 3_000, v: f64::NAN },
+                    Sample {
+                        t: 3_000,
+                        v: f64::NAN,
+                    },
                 ],
             }]),
             warnings: vec!["PromQL warning: w".into()],
@@ -427,7 +447,10 @@ mod tests {
         assert_eq!(timestamp_json(1_500).to_string(), "1.5");
         assert_eq!(timestamp_json(-1_500).to_string(), "-1.5");
         assert_eq!(timestamp_json(10).to_string(), "0.01");
-        assert_eq!(timestamp_json(-1_700_000_000_050).to_string(), "-1700000000.05");
+        assert_eq!(
+            timestamp_json(-1_700_000_000_050).to_string(),
+            "-1700000000.05"
+        );
         assert_eq!(timestamp_json(0).to_string(), "0");
     }
 }

@@ -76,7 +76,9 @@ pub async fn series_handler(
     })
     .await?;
     let (series, warnings) = truncate(series, limit);
-    Ok(crate::api::query_json::label_sets_response(&series, &warnings))
+    Ok(crate::api::query_json::label_sets_response(
+        &series, &warnings,
+    ))
 }
 
 pub async fn label_names_handler(

@@ -362,11 +362,8 @@ impl RunningAggregate {
             self.compensation /= count - 1.0;
         }
         let q = (count - 1.0) / count;
-        (self.running_mean, self.compensation) = kahan_add(
-            value / count,
-            q * self.running_mean,
-            q * self.compensation,
-        );
+        (self.running_mean, self.compensation) =
+            kahan_add(value / count, q * self.running_mean, q * self.compensation);
     }
 
     pub(crate) fn count(&self) -> u64 {

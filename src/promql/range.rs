@@ -582,8 +582,16 @@ fn aggregate_columns(
         && let Expr::Call(call) = unwrap_parens(&aggregate.expr)
         && let Some((selector, range)) = rate_argument(call)
     {
-        return fused_rate_aggregate(evaluator, call.func.name, selector, range, kind, without, names)
-            .map(Some);
+        return fused_rate_aggregate(
+            evaluator,
+            call.func.name,
+            selector,
+            range,
+            kind,
+            without,
+            names,
+        )
+        .map(Some);
     }
     let Some(input) = columns(evaluator, &aggregate.expr)? else {
         return Ok(None);
@@ -743,9 +751,7 @@ fn fold_columns_in_series_order(
         }
         let points = group_accumulators
             .iter()
-            .map(|accumulator| {
-                (accumulator.count() > 0).then(|| (0, accumulator.finish(kind)))
-            })
+            .map(|accumulator| (accumulator.count() > 0).then(|| (0, accumulator.finish(kind))))
             .collect();
         let drop_name = members[group]
             .iter()
@@ -815,9 +821,7 @@ fn fused_rate_aggregate(
         let base = group * steps;
         let points = accumulators[base..base + steps]
             .iter()
-            .map(|accumulator| {
-                (accumulator.count() > 0).then(|| (0, accumulator.finish(kind)))
-            })
+            .map(|accumulator| (accumulator.count() > 0).then(|| (0, accumulator.finish(kind))))
             .collect();
         out.push(ColumnSeries {
             labels: key,
@@ -827,8 +831,5 @@ fn fused_rate_aggregate(
             computed: true,
         });
     }
-    Ok(Columns {
-        series: out,
-        infos,
-    })
+    Ok(Columns { series: out, infos })
 }

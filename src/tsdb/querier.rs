@@ -81,15 +81,19 @@ impl<'a> TsdbQuerier<'a> {
 
     /// Whether the series in `slot` has data this querier shows in `[mint, maxt]`
     /// (the test `matching_slots` applies).
-    fn slot_visible(&self, head: &Head, slot: SeriesSlot, mint: Timestamp, maxt: Timestamp) -> bool {
+    fn slot_visible(
+        &self,
+        head: &Head,
+        slot: SeriesSlot,
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> bool {
         let Some(cap) = self.visible_newest.get(slot as usize).copied() else {
             return false;
         };
         cap >= mint
             && cap != Timestamp::MIN
-            && head
-                .series(slot)
-                .is_some_and(|series| series.min_t <= maxt)
+            && head.series(slot).is_some_and(|series| series.min_t <= maxt)
     }
 
     /// Whether any slot of any list has visible data in the range; almost
