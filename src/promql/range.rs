@@ -2,8 +2,11 @@
 //! evaluated once for all steps instead of once per step. A selector walks
 //! each series with one moving pointer (lookback) or two (a left-open window
 //! sliding over the decoded samples), so no window is copied and no label set
-//! is cloned or hashed per step; an aggregation computes its group of every
-//! series once and then folds member values step by step.
+//! is cloned or hashed per step; an aggregation computes the group of every
+//! series once and folds each input series into its group's per-step
+//! accumulators in one pass over that series (an aggregation straight over
+//! a rate-family call does so as each series' rates are computed, without
+//! keeping a column per input series).
 //!
 //! What it covers: plain instant selectors, `rate`/`increase`/`delta`/
 //! `irate`/`idelta` over a plain range selector, and `sum`/`avg`/`count`/

@@ -10,6 +10,13 @@
 //! read transaction) misses nothing: a chunk sealed out of the head is in
 //! the transaction, and a chunk just committed but still in the head shows
 //! up twice, which the merge removes (de-duplication by timestamp).
+//!
+//! `select_latest` (instant selectors) answers a series from its open
+//! chunk's last sample, without decoding and without redb, whenever that
+//! sample lies in the range; only series whose newest sample in the range is
+//! older than the open chunk read stored chunks. Label names and values over
+//! all series come from the postings index, one visibility check per name or
+//! value instead of one label decode per series.
 
 use std::collections::BTreeSet;
 
