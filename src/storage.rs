@@ -132,6 +132,24 @@ pub trait Querier {
         matchers: &[Matcher],
     ) -> Result<Vec<Series>, StorageError>;
 
+    /// Like `select`, but each series carries only its newest sample in
+    /// `[mint, maxt]` (a staleness marker included): all an instant selector
+    /// reads, which lets the store skip decoding and older chunks.
+    fn select_latest(
+        &self,
+        mint: Timestamp,
+        maxt: Timestamp,
+        matchers: &[Matcher],
+    ) -> Result<Vec<Series>, StorageError> {
+        let mut series = self.select(mint, maxt, matchers)?;
+        for one in &mut series {
+            let newest = one.samples.last().copied();
+            one.samples.clear();
+            one.samples.extend(newest);
+        }
+        Ok(series)
+    }
+
     /// Label sets of the series matching all matchers that have data in the range, sorted.
     fn series(
         &self,

@@ -261,69 +261,169 @@ fn go_escape(text: &str) -> String {
         .collect()
 }
 
+/// The aggregations a [`RunningAggregate`] folds one value at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FoldKind {
+    Sum,
+    Avg,
+    Count,
+    Group,
+    Min,
+    Max,
+    Stddev,
+    Stdvar,
+}
+
+impl FoldKind {
+    pub(crate) fn from_operator(operator: &str) -> Option<FoldKind> {
+        Some(match operator {
+            "sum" => FoldKind::Sum,
+            "avg" => FoldKind::Avg,
+            "count" => FoldKind::Count,
+            "group" => FoldKind::Group,
+            "min" => FoldKind::Min,
+            "max" => FoldKind::Max,
+            "stddev" => FoldKind::Stddev,
+            "stdvar" => FoldKind::Stdvar,
+            _ => return None,
+        })
+    }
+}
+
+/// An aggregation folded value by value, so a range query can aggregate
+/// each step while walking its input series one after the other instead of
+/// gathering every step's members first. The slice functions below are
+/// folds over this type, so both paths give the same bits.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RunningAggregate {
+    count: u64,
+    /// Kahan sum (sum, avg before it overflows); min or max.
+    sum: f64,
+    compensation: f64,
+    /// avg once the running sum overflowed; Welford's mean for stddev/stdvar.
+    running_mean: f64,
+    incremental: bool,
+    aux: f64,
+    aux_compensation: f64,
+}
+
+impl RunningAggregate {
+    #[inline]
+    pub(crate) fn add(&mut self, kind: FoldKind, value: f64) {
+        self.count += 1;
+        match kind {
+            FoldKind::Sum => {
+                (self.sum, self.compensation) = kahan_add(value, self.sum, self.compensation);
+            }
+            FoldKind::Count | FoldKind::Group => {}
+            FoldKind::Min => {
+                if self.count == 1 || self.sum.is_nan() || value < self.sum {
+                    self.sum = value;
+                }
+            }
+            FoldKind::Max => {
+                if self.count == 1 || self.sum.is_nan() || value > self.sum {
+                    self.sum = value;
+                }
+            }
+            FoldKind::Avg => self.add_to_mean(value),
+            FoldKind::Stddev | FoldKind::Stdvar => {
+                let count = self.count as f64;
+                let delta = value - (self.running_mean + self.compensation);
+                (self.running_mean, self.compensation) =
+                    kahan_add(delta / count, self.running_mean, self.compensation);
+                (self.aux, self.aux_compensation) = kahan_add(
+                    delta * (value - (self.running_mean + self.compensation)),
+                    self.aux,
+                    self.aux_compensation,
+                );
+            }
+        }
+    }
+
+    /// Direct Kahan summation, switching to an incremental mean once the
+    /// running sum would overflow.
+    #[inline]
+    fn add_to_mean(&mut self, value: f64) {
+        if self.count == 1 {
+            self.sum = value;
+            return;
+        }
+        let count = self.count as f64;
+        if !self.incremental {
+            let (new_sum, new_compensation) = kahan_add(value, self.sum, self.compensation);
+            if !new_sum.is_infinite() {
+                self.sum = new_sum;
+                self.compensation = new_compensation;
+                return;
+            }
+            self.incremental = true;
+            self.running_mean = self.sum / (count - 1.0);
+            self.compensation /= count - 1.0;
+        }
+        let q = (count - 1.0) / count;
+        (self.running_mean, self.compensation) =
+            kahan_add(value / count, q * self.running_mean, q * self.compensation);
+    }
+
+    pub(crate) fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub(crate) fn finish(&self, kind: FoldKind) -> f64 {
+        match kind {
+            FoldKind::Sum => {
+                if self.sum.is_infinite() {
+                    self.sum
+                } else {
+                    self.sum + self.compensation
+                }
+            }
+            FoldKind::Count => self.count as f64,
+            FoldKind::Group => 1.0,
+            FoldKind::Min | FoldKind::Max => {
+                if self.count == 0 {
+                    f64::NAN
+                } else {
+                    self.sum
+                }
+            }
+            FoldKind::Avg => {
+                if self.count == 0 {
+                    f64::NAN
+                } else if self.incremental {
+                    self.running_mean + self.compensation
+                } else {
+                    let count = self.count as f64;
+                    self.sum / count + self.compensation / count
+                }
+            }
+            FoldKind::Stdvar => (self.aux + self.aux_compensation) / self.count as f64,
+            FoldKind::Stddev => ((self.aux + self.aux_compensation) / self.count as f64).sqrt(),
+        }
+    }
+}
+
+fn fold_slice(kind: FoldKind, values: &[f64]) -> f64 {
+    let mut running = RunningAggregate::default();
+    for value in values {
+        running.add(kind, *value);
+    }
+    running.finish(kind)
+}
+
 /// Kahan-compensated sum, as Prometheus sums.
 pub(crate) fn kahan_sum(values: &[f64]) -> f64 {
-    let mut sum = 0.0;
-    let mut compensation = 0.0;
-    for value in values {
-        (sum, compensation) = kahan_add(*value, sum, compensation);
-    }
-    if sum.is_infinite() {
-        sum
-    } else {
-        sum + compensation
-    }
+    fold_slice(FoldKind::Sum, values)
 }
 
 /// Mean by direct Kahan summation, switching to an incremental mean once the
 /// running sum would overflow.
 pub(crate) fn mean(values: &[f64]) -> f64 {
-    let Some(first) = values.first() else {
-        return f64::NAN;
-    };
-    let mut sum = *first;
-    let mut compensation = 0.0;
-    let mut incremental = false;
-    let mut running_mean = 0.0;
-    for (index, value) in values.iter().enumerate().skip(1) {
-        let count = (index + 1) as f64;
-        if !incremental {
-            let (new_sum, new_compensation) = kahan_add(*value, sum, compensation);
-            if !new_sum.is_infinite() {
-                sum = new_sum;
-                compensation = new_compensation;
-                continue;
-            }
-            incremental = true;
-            running_mean = sum / (count - 1.0);
-            compensation /= count - 1.0;
-        }
-        let q = (count - 1.0) / count;
-        (running_mean, compensation) = kahan_add(value / count, q * running_mean, q * compensation);
-    }
-    if incremental {
-        running_mean + compensation
-    } else {
-        let count = values.len() as f64;
-        sum / count + compensation / count
-    }
+    fold_slice(FoldKind::Avg, values)
 }
 
 /// Population variance (Welford with Kahan-compensated accumulators).
 pub(crate) fn variance(values: &[f64]) -> f64 {
-    let mut count = 0.0;
-    let (mut running_mean, mut mean_compensation) = (0.0, 0.0);
-    let (mut aux, mut aux_compensation) = (0.0, 0.0);
-    for value in values {
-        count += 1.0;
-        let delta = value - (running_mean + mean_compensation);
-        (running_mean, mean_compensation) =
-            kahan_add(delta / count, running_mean, mean_compensation);
-        (aux, aux_compensation) = kahan_add(
-            delta * (value - (running_mean + mean_compensation)),
-            aux,
-            aux_compensation,
-        );
-    }
-    (aux + aux_compensation) / count
+    fold_slice(FoldKind::Stdvar, values)
 }

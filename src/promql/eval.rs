@@ -34,6 +34,8 @@ pub(crate) struct Evaluator<'a> {
     pub settings: Settings,
     /// Inclusive time bounds each selector needs, keyed by node address.
     selector_bounds: HashMap<usize, (i64, i64)>,
+    /// Selectors planned as instant vector selectors (not under a range).
+    instant_selectors: std::collections::HashSet<usize>,
     selected: HashMap<usize, Rc<Vec<Series>>>,
     subquery_memo: HashMap<(usize, i64), Rc<Vec<Element>>>,
     /// Covered subtrees of a range query, evaluated for all steps up front
@@ -78,6 +80,7 @@ impl<'a> Evaluator<'a> {
             query_text,
             settings,
             selector_bounds: HashMap::new(),
+            instant_selectors: std::collections::HashSet::new(),
             selected: HashMap::new(),
             subquery_memo: HashMap::new(),
             range_cache: HashMap::new(),
@@ -177,6 +180,7 @@ impl<'a> Evaluator<'a> {
                 let extra = self.prepared_extension_margin(selector);
                 let bounds = (low - offset - self.settings.lookback, high - offset + extra);
                 self.merge_bounds(node_key(selector), bounds);
+                self.instant_selectors.insert(node_key(selector));
             }
             Expr::MatrixSelector(matrix) => {
                 let selector = &matrix.vs;
@@ -264,6 +268,12 @@ impl<'a> Evaluator<'a> {
                 selector.matchers.or_matchers.iter().collect()
             };
         let several_groups = groups.len() > 1;
+        // An instant selector evaluated at one time only (an instant query
+        // outside subqueries) reads one sample per series: the newest at or
+        // before that time. Its bounds then span exactly the lookback delta.
+        let latest_only = self.instant_selectors.contains(&key)
+            && selector_modifier(selector).is_none()
+            && maxt - mint == self.settings.lookback;
         let mut result: Vec<Series> = Vec::new();
         for group in groups {
             let mut matchers = Vec::with_capacity(group.len() + 1);
@@ -284,7 +294,11 @@ impl<'a> Evaluator<'a> {
                     .map_err(|error| QueryError::Execution(error.to_string()))?;
                 matchers.push(converted);
             }
-            let series = self.querier.select(mint, maxt, &matchers)?;
+            let series = if latest_only {
+                self.querier.select_latest(mint, maxt, &matchers)?
+            } else {
+                self.querier.select(mint, maxt, &matchers)?
+            };
             if result.is_empty() {
                 result = series;
             } else {

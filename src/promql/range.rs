@@ -2,8 +2,11 @@
 //! evaluated once for all steps instead of once per step. A selector walks
 //! each series with one moving pointer (lookback) or two (a left-open window
 //! sliding over the decoded samples), so no window is copied and no label set
-//! is cloned or hashed per step; an aggregation computes its group of every
-//! series once and then folds member values step by step.
+//! is cloned or hashed per step; an aggregation computes the group of every
+//! series once and folds each input series into its group's per-step
+//! accumulators in one pass over that series (an aggregation straight over
+//! a rate-family call does so as each series' rates are computed, without
+//! keeping a column per input series).
 //!
 //! What it covers: plain instant selectors, `rate`/`increase`/`delta`/
 //! `irate`/`idelta` over a plain range selector, and `sum`/`avg`/`count`/
@@ -23,7 +26,7 @@ use std::collections::HashMap;
 use promql_parser::parser::{AggregateExpr, BinaryExpr, Call, Expr, LabelModifier, VectorSelector};
 
 use super::QueryError;
-use super::aggregate::{kahan_sum, mean, variance};
+use super::aggregate::{FoldKind, RunningAggregate, kahan_sum, mean, variance};
 use super::binary::{Cardinality, Matching, Operator, apply, result_labels};
 use super::durations::selector_modifier;
 use super::eval::{Evaluator, is_name_like, offset_ms};
@@ -404,13 +407,55 @@ fn rate_columns(
     selector: &VectorSelector,
     range: i64,
 ) -> Result<Columns, QueryError> {
+    let mut out = Vec::new();
+    let infos = for_each_rate_series(evaluator, name, selector, range, |labels, points| {
+        out.push(ColumnSeries {
+            labels: labels.clone(),
+            drop_name: true,
+            points: points.to_vec(),
+            rank: None,
+            computed: true,
+        });
+    })?;
+    Ok(Columns { series: out, infos })
+}
+
+#[derive(Clone, Copy)]
+enum RateFunction {
+    Rate,
+    Increase,
+    Delta,
+    Irate,
+    Idelta,
+}
+
+/// Computes a rate-family call for every step, one series at a time, and
+/// hands each series with at least one value to `sink` (its labels and its
+/// per-step points, in a buffer reused for the next series). Returns the
+/// info annotations in the step evaluator's order.
+fn for_each_rate_series(
+    evaluator: &mut Evaluator<'_>,
+    name: &str,
+    selector: &VectorSelector,
+    range: i64,
+    mut sink: impl FnMut(&Labels, &[Option<(i64, f64)>]),
+) -> Result<Vec<(usize, String)>, QueryError> {
     let series = evaluator.select(selector)?;
     let times = step_times(evaluator);
     let offset = offset_ms(&selector.offset);
     let checks_counter = matches!(name, "rate" | "increase");
+    // Decided once, not by string comparison at every step.
+    let function = match name {
+        "rate" => RateFunction::Rate,
+        "increase" => RateFunction::Increase,
+        "delta" => RateFunction::Delta,
+        "irate" => RateFunction::Irate,
+        _ => RateFunction::Idelta,
+    };
     // (first step with a non-empty window, series index, metric name)
     let mut not_counter: Vec<(usize, usize, String)> = Vec::new();
-    let mut out = Vec::with_capacity(series.len());
+    let mut points: Vec<Option<(i64, f64)>> = Vec::with_capacity(times.len());
+    let mut resets_before: Vec<u32> = Vec::new();
     let mut live_buffer: Vec<Sample> = Vec::new();
     for (series_index, one) in series.iter().enumerate() {
         evaluator.check_deadline()?;
@@ -423,7 +468,7 @@ fn rate_columns(
         };
         // resets_before[k]: counter resets between consecutive samples
         // below index k, so a window's reset scan can be skipped when none.
-        let mut resets_before: Vec<u32> = Vec::with_capacity(live.len() + 1);
+        resets_before.clear();
         resets_before.push(0);
         let mut resets = 0u32;
         for (index, sample) in live.iter().enumerate() {
@@ -432,7 +477,7 @@ fn rate_columns(
             }
             resets_before.push(resets);
         }
-        let mut points = Vec::with_capacity(times.len());
+        points.clear();
         let (mut first, mut last) = (0usize, 0usize);
         let mut first_non_empty: Option<usize> = None;
         let mut any = false;
@@ -455,8 +500,8 @@ fn rate_columns(
             let window = &live[first..last];
             // Resets at pairs (j - 1, j) with first < j < last.
             let may_have_resets = resets_before[last] != resets_before[first + 1];
-            let value = match name {
-                "rate" => extrapolated_rate_checking_resets(
+            let value = match function {
+                RateFunction::Rate => extrapolated_rate_checking_resets(
                     window,
                     window_end,
                     range,
@@ -464,7 +509,7 @@ fn rate_columns(
                     true,
                     may_have_resets,
                 ),
-                "increase" => extrapolated_rate_checking_resets(
+                RateFunction::Increase => extrapolated_rate_checking_resets(
                     window,
                     window_end,
                     range,
@@ -472,11 +517,11 @@ fn rate_columns(
                     false,
                     may_have_resets,
                 ),
-                "delta" => extrapolated_rate_checking_resets(
+                RateFunction::Delta => extrapolated_rate_checking_resets(
                     window, window_end, range, false, false, false,
                 ),
-                "irate" => instant_value(window, true),
-                _ => instant_value(window, false),
+                RateFunction::Irate => instant_value(window, true),
+                RateFunction::Idelta => instant_value(window, false),
             };
             let point = value.map(|v| (*ts, v));
             any |= point.is_some();
@@ -492,13 +537,7 @@ fn rate_columns(
             not_counter.push((step_index, series_index, metric.to_string()));
         }
         if any {
-            out.push(ColumnSeries {
-                labels: one.labels.clone(),
-                drop_name: true,
-                points,
-                rank: None,
-                computed: true,
-            });
+            sink(&one.labels, &points);
         }
     }
     // The step evaluator notes metrics in the order it meets them: by step,
@@ -514,7 +553,7 @@ fn rate_columns(
             ),
         ));
     }
-    Ok(Columns { series: out, infos })
+    Ok(infos)
 }
 
 fn group_labels(labels: &Labels, without: bool, names: &[String]) -> Labels {
@@ -542,6 +581,21 @@ fn aggregate_columns(
         Some(LabelModifier::Exclude(labels)) => (true, &labels.labels),
         None => (false, &[]),
     };
+    if let Some(kind) = FoldKind::from_operator(&operator)
+        && let Expr::Call(call) = unwrap_parens(&aggregate.expr)
+        && let Some((selector, range)) = rate_argument(call)
+    {
+        return fused_rate_aggregate(
+            evaluator,
+            call.func.name,
+            selector,
+            range,
+            kind,
+            without,
+            names,
+        )
+        .map(Some);
+    }
     let Some(input) = columns(evaluator, &aggregate.expr)? else {
         return Ok(None);
     };
@@ -570,6 +624,11 @@ fn aggregate_columns(
         }
     };
     let input_ranked = input.series.iter().any(|one| one.rank.is_some());
+    if !input_ranked && let Some(kind) = FoldKind::from_operator(&operator) {
+        return Ok(Some(fold_columns_in_series_order(
+            evaluator, input, kind, group_keys, &members, steps,
+        )?));
+    }
     let mut out = Vec::with_capacity(group_keys.len());
     let mut values: Vec<f64> = Vec::new();
     let mut ordered_members: Vec<usize> = Vec::new();
@@ -636,4 +695,144 @@ fn aggregate_columns(
         series: out,
         infos: input.infos,
     }))
+}
+
+/// Aggregates an input whose step order is its series order (no ranks):
+/// walks each input series once across all steps and folds its values into
+/// its group's per-step accumulators. Members reach an accumulator in series
+/// order, the order the step evaluator folds them in, so the bits agree;
+/// reading every series' points in one pass is what makes this cheap (the
+/// per-step gather touched one cache line per member and step).
+fn fold_columns_in_series_order(
+    evaluator: &mut Evaluator<'_>,
+    input: Columns,
+    kind: FoldKind,
+    group_keys: Vec<Labels>,
+    members: &[Vec<usize>],
+    steps: usize,
+) -> Result<Columns, QueryError> {
+    let mut group_of_series = vec![0usize; input.series.len()];
+    for (group, group_members) in members.iter().enumerate() {
+        for member in group_members {
+            group_of_series[*member] = group;
+        }
+    }
+    let mut accumulators = vec![RunningAggregate::default(); group_keys.len() * steps];
+    // Per group and step: the first member present, whose position in the
+    // input gives the group's position in the step's output.
+    let mut first_member = vec![u32::MAX; group_keys.len() * steps];
+    for (series_index, one) in input.series.iter().enumerate() {
+        if series_index % 1024 == 0 {
+            evaluator.check_deadline()?;
+        }
+        let base = group_of_series[series_index] * steps;
+        let group_accumulators = &mut accumulators[base..base + steps];
+        let group_first = &mut first_member[base..base + steps];
+        for ((point, accumulator), first) in one
+            .points
+            .iter()
+            .zip(group_accumulators.iter_mut())
+            .zip(group_first.iter_mut())
+        {
+            if let Some((_, value)) = point {
+                accumulator.add(kind, *value);
+                if *first == u32::MAX {
+                    *first = series_index as u32;
+                }
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(group_keys.len());
+    for (group, key) in group_keys.into_iter().enumerate() {
+        let base = group * steps;
+        let group_accumulators = &accumulators[base..base + steps];
+        if group_accumulators
+            .iter()
+            .all(|accumulator| accumulator.count() == 0)
+        {
+            continue;
+        }
+        let points = group_accumulators
+            .iter()
+            .map(|accumulator| (accumulator.count() > 0).then(|| (0, accumulator.finish(kind))))
+            .collect();
+        let drop_name = members[group]
+            .iter()
+            .any(|member| input.series[*member].drop_name);
+        out.push(ColumnSeries {
+            labels: key,
+            drop_name,
+            points,
+            rank: Some(first_member[base..base + steps].to_vec()),
+            computed: true,
+        });
+    }
+    Ok(Columns {
+        series: out,
+        infos: input.infos,
+    })
+}
+
+/// An aggregation straight over a rate-family call: each series' rates are
+/// folded into its group's per-step accumulators as soon as they are
+/// computed, so no per-series column is kept. Same fold order (series order)
+/// and same group order (first appearance) as the unfused path.
+fn fused_rate_aggregate(
+    evaluator: &mut Evaluator<'_>,
+    function: &str,
+    selector: &VectorSelector,
+    range: i64,
+    kind: FoldKind,
+    without: bool,
+    names: &[String],
+) -> Result<Columns, QueryError> {
+    let steps = step_times(evaluator).len();
+    let mut index_by_group: HashMap<Labels, usize> = HashMap::new();
+    let mut group_keys: Vec<Labels> = Vec::new();
+    let mut accumulators: Vec<RunningAggregate> = Vec::new();
+    let mut first_member: Vec<u32> = Vec::new();
+    let mut series_index = 0u32;
+    let infos = for_each_rate_series(evaluator, function, selector, range, |labels, points| {
+        let key = group_labels(labels, without, names);
+        let group = match index_by_group.get(&key) {
+            Some(group) => *group,
+            None => {
+                index_by_group.insert(key.clone(), group_keys.len());
+                group_keys.push(key);
+                accumulators.resize(accumulators.len() + steps, RunningAggregate::default());
+                first_member.resize(first_member.len() + steps, u32::MAX);
+                group_keys.len() - 1
+            }
+        };
+        let base = group * steps;
+        for ((point, accumulator), first) in points
+            .iter()
+            .zip(accumulators[base..base + steps].iter_mut())
+            .zip(first_member[base..base + steps].iter_mut())
+        {
+            if let Some((_, value)) = point {
+                accumulator.add(kind, *value);
+                if *first == u32::MAX {
+                    *first = series_index;
+                }
+            }
+        }
+        series_index += 1;
+    })?;
+    let mut out = Vec::with_capacity(group_keys.len());
+    for (group, key) in group_keys.into_iter().enumerate() {
+        let base = group * steps;
+        let points = accumulators[base..base + steps]
+            .iter()
+            .map(|accumulator| (accumulator.count() > 0).then(|| (0, accumulator.finish(kind))))
+            .collect();
+        out.push(ColumnSeries {
+            labels: key,
+            drop_name: true,
+            points,
+            rank: Some(first_member[base..base + steps].to_vec()),
+            computed: true,
+        });
+    }
+    Ok(Columns { series: out, infos })
 }

@@ -113,6 +113,13 @@ impl Postings {
         &self.all
     }
 
+    /// Every label name with the postings lists of its values.
+    pub fn names(&self) -> impl Iterator<Item = (u32, impl Iterator<Item = &[SeriesSlot]>)> {
+        self.by_name
+            .iter()
+            .map(|(name, values)| (*name, values.values().map(|list| list.as_slice())))
+    }
+
     /// The values of one label name with their postings.
     pub fn values_of(&self, name: u32) -> impl Iterator<Item = (u32, &[SeriesSlot])> {
         self.by_name

@@ -10,6 +10,13 @@
 //! read transaction) misses nothing: a chunk sealed out of the head is in
 //! the transaction, and a chunk just committed but still in the head shows
 //! up twice, which the merge removes (de-duplication by timestamp).
+//!
+//! `select_latest` (instant selectors) answers a series from its open
+//! chunk's last sample, without decoding and without redb, whenever that
+//! sample lies in the range; only series whose newest sample in the range is
+//! older than the open chunk read stored chunks. Label names and values over
+//! all series come from the postings index, one visibility check per name or
+//! value instead of one label decode per series.
 
 use std::collections::BTreeSet;
 
@@ -41,6 +48,9 @@ struct Selected {
     /// Newest visible sample time of this series.
     cap: Timestamp,
     samples: Vec<Sample>,
+    /// Nothing older is needed from stored chunks (latest-only selection
+    /// answered from the head chunk).
+    complete: bool,
 }
 
 impl<'a> TsdbQuerier<'a> {
@@ -72,25 +82,52 @@ impl<'a> TsdbQuerier<'a> {
         matchers: &[Matcher],
     ) -> Vec<SeriesSlot> {
         let mut slots = head.postings.select(&head.symbols, matchers);
-        slots.retain(|slot| {
-            let Some(cap) = self.visible_newest.get(*slot as usize).copied() else {
-                return false;
-            };
-            cap >= mint
-                && cap != Timestamp::MIN
-                && head
-                    .series(*slot)
-                    .is_some_and(|series| series.min_t <= maxt)
-        });
+        slots.retain(|slot| self.slot_visible(head, *slot, mint, maxt));
         slots
     }
 
+    /// Whether the series in `slot` has data this querier shows in `[mint, maxt]`
+    /// (the test `matching_slots` applies).
+    fn slot_visible(
+        &self,
+        head: &Head,
+        slot: SeriesSlot,
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> bool {
+        let Some(cap) = self.visible_newest.get(slot as usize).copied() else {
+            return false;
+        };
+        cap >= mint
+            && cap != Timestamp::MIN
+            && head.series(slot).is_some_and(|series| series.min_t <= maxt)
+    }
+
+    /// Whether any slot of any list has visible data in the range; almost
+    /// always decided by the first slot looked at.
+    fn any_visible<'l>(
+        &self,
+        head: &Head,
+        mut lists: impl Iterator<Item = &'l [SeriesSlot]>,
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> bool {
+        lists.any(|list| {
+            list.iter()
+                .any(|slot| self.slot_visible(head, *slot, mint, maxt))
+        })
+    }
+
     /// Head samples and chunks of the selected series, merged.
+    /// With `latest_only`, each series keeps only its newest sample in the
+    /// range; a series whose open chunk holds that sample is answered from
+    /// the chunk's last sample without decoding and without reading redb.
     fn select_series(
         &self,
         mint: Timestamp,
         maxt: Timestamp,
         matchers: &[Matcher],
+        latest_only: bool,
     ) -> Result<Vec<Series>, TsdbError> {
         let database = self.tsdb.shared.database()?;
         let (mut selected, partitions, transaction) = {
@@ -107,19 +144,36 @@ impl<'a> TsdbQuerier<'a> {
                 let cap = self.visible_newest[slot as usize];
                 let upper = maxt.min(cap);
                 let mut samples = Vec::new();
-                if let (Some(chunk_mint), Some(chunk_maxt)) =
-                    (series.chunk.mint(), series.chunk.maxt())
-                    && chunk_maxt >= mint
-                    && chunk_mint <= upper
+                let mut complete = false;
+                if let (Some(chunk_mint), Some(newest)) = (series.chunk.mint(), series.chunk.last())
                 {
-                    samples = series.chunk.samples();
-                    samples.retain(|sample| sample.t >= mint && sample.t <= upper);
+                    if latest_only && newest.t <= upper {
+                        // The chunk's last sample is the series' newest one.
+                        if newest.t >= mint {
+                            samples.push(newest);
+                        }
+                        complete = true;
+                    } else if newest.t >= mint && chunk_mint <= upper {
+                        samples = series.chunk.samples();
+                        samples.retain(|sample| sample.t >= mint && sample.t <= upper);
+                        if latest_only && chunk_mint <= upper {
+                            // Older chunks hold only older samples.
+                            let newest_in_range = samples.last().copied();
+                            samples.clear();
+                            samples.extend(newest_in_range);
+                            complete = true;
+                        }
+                    }
+                }
+                if complete && samples.is_empty() {
+                    continue;
                 }
                 selected.push(Selected {
                     series_id: series.id,
                     labels: head.labels_of(slot),
                     cap,
                     samples,
+                    complete,
                 });
             }
             let partitions: Vec<(Timestamp, PartitionSummary)> = head
@@ -136,14 +190,15 @@ impl<'a> TsdbQuerier<'a> {
                 .all(|pair| pair[0].series_id < pair[1].series_id)
         );
 
-        if !selected.is_empty() && !partitions.is_empty() {
+        let incomplete = selected.iter().filter(|entry| !entry.complete).count();
+        if incomplete > 0 && !partitions.is_empty() {
             let partitions = &partitions;
             let chunks = transaction
                 .open_table(tables::CHUNKS)
                 .context("opening the chunks table")?;
             for &(partition_start, summary) in partitions {
                 let scan_whole_partition =
-                    selected.len() as u64 * PARTITION_SCAN_RATIO >= summary.chunks;
+                    incomplete as u64 * PARTITION_SCAN_RATIO >= summary.chunks;
                 if scan_whole_partition {
                     let lower = chunk_key(partition_start, 0, Timestamp::MIN);
                     let upper = chunk_key(partition_start, u64::MAX, Timestamp::MAX);
@@ -160,6 +215,9 @@ impl<'a> TsdbQuerier<'a> {
                             continue;
                         };
                         let target = &mut selected[index];
+                        if target.complete {
+                            continue;
+                        }
                         read_chunk(
                             key.mint,
                             value.value(),
@@ -171,7 +229,7 @@ impl<'a> TsdbQuerier<'a> {
                 } else {
                     for target in selected.iter_mut() {
                         let upper_t = maxt.min(target.cap);
-                        if upper_t < mint {
+                        if target.complete || upper_t < mint {
                             continue;
                         }
                         let lower = chunk_key(partition_start, target.series_id, Timestamp::MIN);
@@ -207,6 +265,9 @@ impl<'a> TsdbQuerier<'a> {
             for (partition_start, _) in partitions.iter() {
                 block::read_series(&blocks, *partition_start, &series_ids, |index, samples| {
                     let target = &mut selected[index];
+                    if target.complete {
+                        return;
+                    }
                     let upper_t = maxt.min(target.cap);
                     target.samples.extend(
                         samples
@@ -227,14 +288,22 @@ impl<'a> TsdbQuerier<'a> {
             // Chunks arrive in time order, head samples first: a stable sort
             // then keeps one sample per timestamp (the two copies of a
             // just-sealed sample are bit-identical).
-            entry.samples.sort_by_key(|sample| sample.t);
-            entry.samples.dedup_by_key(|sample| sample.t);
+            if !entry.samples.is_sorted_by(|a, b| a.t < b.t) {
+                entry.samples.sort_by_key(|sample| sample.t);
+                entry.samples.dedup_by_key(|sample| sample.t);
+            }
+            if latest_only && entry.samples.len() > 1 {
+                let newest = entry.samples.last().copied();
+                entry.samples.clear();
+                entry.samples.extend(newest);
+            }
             result.push(Series {
                 labels: entry.labels,
                 samples: entry.samples,
             });
         }
-        result.sort_by(|a, b| a.labels.cmp(&b.labels));
+        // Label sets of distinct series differ, so an unstable sort is exact.
+        result.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
         Ok(result)
     }
 }
@@ -272,7 +341,19 @@ impl Querier for TsdbQuerier<'_> {
         let Some((mint, maxt)) = self.clamp(mint, maxt) else {
             return Ok(Vec::new());
         };
-        Ok(self.select_series(mint, maxt, matchers)?)
+        Ok(self.select_series(mint, maxt, matchers, false)?)
+    }
+
+    fn select_latest(
+        &self,
+        mint: Timestamp,
+        maxt: Timestamp,
+        matchers: &[Matcher],
+    ) -> Result<Vec<Series>, StorageError> {
+        let Some((mint, maxt)) = self.clamp(mint, maxt) else {
+            return Ok(Vec::new());
+        };
+        Ok(self.select_series(mint, maxt, matchers, true)?)
     }
 
     fn series(
@@ -306,6 +387,18 @@ impl Querier for TsdbQuerier<'_> {
         };
         let head = self.tsdb.shared.head.read();
         let mut names: BTreeSet<&str> = BTreeSet::new();
+        if matchers.is_empty() {
+            // Every series: the names come from the index, one visibility
+            // check per name instead of one label decode per series.
+            for (name, lists) in head.postings.names() {
+                if self.any_visible(&head, lists, mint, maxt) {
+                    names.insert(head.symbols.get(name));
+                }
+            }
+            let result: Vec<String> = names.into_iter().map(str::to_string).collect();
+            drop(head);
+            return Ok(result);
+        }
         for slot in self.matching_slots(&head, mint, maxt, matchers) {
             if let Some(series) = head.series(slot) {
                 names.extend(series.label_pairs().map(|(name, _)| name));
@@ -328,6 +421,18 @@ impl Querier for TsdbQuerier<'_> {
         };
         let head = self.tsdb.shared.head.read();
         let mut values: BTreeSet<&str> = BTreeSet::new();
+        if matchers.is_empty() {
+            if let Some(name_symbol) = head.symbols.find(name) {
+                for (value, list) in head.postings.values_of(name_symbol) {
+                    if self.any_visible(&head, std::iter::once(list), mint, maxt) {
+                        values.insert(head.symbols.get(value));
+                    }
+                }
+            }
+            let result: Vec<String> = values.into_iter().map(str::to_string).collect();
+            drop(head);
+            return Ok(result);
+        }
         for slot in self.matching_slots(&head, mint, maxt, matchers) {
             if let Some(series) = head.series(slot) {
                 values.extend(
