@@ -70,6 +70,44 @@ pub struct RuleSettings {
     pub external_url: String,
 }
 
+impl RuleSettings {
+    /// The settings of a loaded configuration file: `rule_files` globs
+    /// resolved against the file's directory, as Prometheus does. SIGHUP and
+    /// `POST /-/reload` both go through here, so they load the same rules.
+    pub fn from_config(
+        config: &crate::config::file::ConfigFile,
+        config_path: &std::path::Path,
+    ) -> RuleSettings {
+        let base = config_path
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        let mut rule_files = Vec::new();
+        for pattern in &config.rule_files {
+            let joined = if std::path::Path::new(pattern).is_absolute() {
+                PathBuf::from(pattern)
+            } else {
+                base.join(pattern)
+            };
+            rule_files.extend(crate::scrape::discovery::expand_file_pattern(
+                &joined.to_string_lossy(),
+            ));
+        }
+        RuleSettings {
+            rule_files,
+            default_interval_ms: i64::try_from(config.global.evaluation_interval.as_millis())
+                .unwrap_or(60_000),
+            external_labels: config
+                .global
+                .external_labels
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect(),
+            external_url: String::new(),
+        }
+    }
+}
+
 impl Default for RuleSettings {
     fn default() -> RuleSettings {
         RuleSettings {

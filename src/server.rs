@@ -74,41 +74,6 @@ impl Queryable for RuleStore {
     }
 }
 
-/// The rule manager's settings from a loaded configuration: `rule_files`
-/// globs resolved against the configuration file's directory, as Prometheus does.
-pub fn rule_settings(
-    config: &crate::config::file::ConfigFile,
-    config_path: &std::path::Path,
-) -> RuleSettings {
-    let base = config_path
-        .parent()
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_default();
-    let mut rule_files = Vec::new();
-    for pattern in &config.rule_files {
-        let joined = if std::path::Path::new(pattern).is_absolute() {
-            std::path::PathBuf::from(pattern)
-        } else {
-            base.join(pattern)
-        };
-        rule_files.extend(crate::scrape::discovery::expand_file_pattern(
-            &joined.to_string_lossy(),
-        ));
-    }
-    RuleSettings {
-        rule_files,
-        default_interval_ms: i64::try_from(config.global.evaluation_interval.as_millis())
-            .unwrap_or(60_000),
-        external_labels: config
-            .global
-            .external_labels
-            .iter()
-            .map(|(name, value)| (name.clone(), value.clone()))
-            .collect(),
-        external_url: String::new(),
-    }
-}
-
 /// Accepts Prometheus's `:9099` (all interfaces) as well as `host:port`.
 pub fn normalize_listen_address(address: &str) -> String {
     if address.starts_with(':') {
@@ -169,7 +134,7 @@ async fn reload_on_sighup(
             let _entered = runtime.enter();
             // Failures are logged and counted by the manager.
             if let Ok(config) = manager.reload_from_file(&path)
-                && let Err(errors) = rule_manager.reload(rule_settings(&config, &path))
+                && let Err(errors) = rule_manager.reload(RuleSettings::from_config(&config, &path))
             {
                 for error in errors {
                     tracing::error!(%error, "rule file reload failed; keeping the previous rules");
@@ -219,7 +184,7 @@ pub async fn serve_store(
             .reload_from_file(path)
             .map_err(ServerError::Config)?;
         let rules_store = rule_manager.clone();
-        let rule_settings = rule_settings(&config, path);
+        let rule_settings = RuleSettings::from_config(&config, path);
         tokio::task::spawn_blocking(move || rules_store.load(rule_settings))
             .await
             .map_err(|error| ServerError::Config(error.to_string()))?

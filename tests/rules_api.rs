@@ -39,6 +39,7 @@ fn start(directory: &Path, port: u16) -> Server {
                 directory.join("data").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--web.enable-lifecycle")
             .arg(format!(
                 "--config.file={}",
                 directory.join("guardia.yml").display()
@@ -276,6 +277,40 @@ async fn alert_fires_and_rules_api_answers_in_prometheus_shape() {
     // The firing alert survived the reload (its state comes back from redb).
     let (_, alerts) = get_json(&client, &format!("{base}/api/v1/alerts")).await;
     assert_eq!(alerts["data"]["alerts"][0]["state"], "firing");
+
+    // `POST /-/reload` reloads rule files as SIGHUP does: the extra group goes
+    // away with its file; a broken rule file is a 500 naming it, and the
+    // running rules stay.
+    std::fs::remove_file(directory.path().join("rules/extra.yml")).unwrap();
+    let reload = client
+        .post(format!("{base}/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reload.status().as_u16(), 200);
+    let (_, after_http_reload) = get_json(&client, &format!("{base}/api/v1/rules")).await;
+    let names: Vec<&str> = after_http_reload["data"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|group| group["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["probe", "other"]);
+    std::fs::write(
+        directory.path().join("rules/broken.yml"),
+        "groups:\n  - name: broken\n    rules:\n      - record: broken:sum\n        expr: sum(\n",
+    )
+    .unwrap();
+    let refused = client
+        .post(format!("{base}/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 500);
+    let reason = refused.text().await.unwrap();
+    assert!(reason.contains("broken.yml"), "{reason}");
+    let (_, after_refused) = get_json(&client, &format!("{base}/api/v1/rules")).await;
+    assert_eq!(after_refused["data"]["groups"].as_array().unwrap().len(), 2);
 
     let killed = Command::new("kill")
         .arg("-TERM")

@@ -177,14 +177,27 @@ pub async fn reload_handler(State(state): State<ApiState>) -> Result<Response, A
         ));
     };
     let manager = hooks.manager.clone();
-    // The manager spawns tasks: keep a runtime handle for the blocking worker.
+    let rule_manager = state.rule_manager().cloned();
+    // The managers spawn tasks: keep a runtime handle for the blocking worker.
     let runtime = tokio::runtime::Handle::current();
     run_blocking(move || {
         let _entered = runtime.enter();
-        manager
+        let config = manager
             .reload_from_file(&path)
-            .map(|_| ())
-            .map_err(|error| ApiError::Internal(format!("failed to reload config: {error}")))
+            .map_err(|error| ApiError::Internal(format!("failed to reload config: {error}")))?;
+        // Rules reload like on SIGHUP; a bad rule file keeps the previous rules.
+        if let Some(rule_manager) = rule_manager {
+            rule_manager
+                .reload(crate::rules::RuleSettings::from_config(&config, &path))
+                .map_err(|errors| {
+                    let reasons: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                    ApiError::Internal(format!(
+                        "failed to reload rule files: {}",
+                        reasons.join("; ")
+                    ))
+                })?;
+        }
+        Ok(())
     })
     .await?;
     Ok(StatusCode::OK.into_response())
