@@ -299,7 +299,12 @@ pub struct CommitThread {
     state: CommitState,
     flush_checkpoints: VecDeque<(Instant, u64)>,
     // Scratch reused across groups so the steady state does not allocate.
-    tentative: HashMap<SeriesSlot, Tentative, foldhash::fast::RandomState>,
+    // Tentative states live in a vector in first-seen order with a small
+    // slot → index map beside it: the map's entries stay 8 bytes (a big
+    // `Tentative` table turned every probe into a cache miss), and the head
+    // is visited in slot order after the commit (see `try_commit_group`).
+    tentative_index: HashMap<SeriesSlot, u32, foldhash::fast::RandomState>,
+    tentative: Vec<(SeriesSlot, Tentative)>,
     accepted: Vec<Accepted>,
     record: LogRecordBuilder,
 }
@@ -319,7 +324,8 @@ impl CommitThread {
             settings,
             state,
             flush_checkpoints: VecDeque::new(),
-            tentative: HashMap::default(),
+            tentative_index: HashMap::default(),
+            tentative: Vec::new(),
             accepted: Vec::new(),
             record: LogRecordBuilder::new(),
         }
@@ -461,6 +467,7 @@ impl CommitThread {
     ) -> Result<Vec<CommitOutcome>, TsdbError> {
         let seq = self.state.next_log_seq;
         let floor = self.shared.retention_floor.load(Ordering::Acquire);
+        self.tentative_index.clear();
         self.tentative.clear();
         self.accepted.clear();
         self.record.clear();
@@ -522,8 +529,8 @@ impl CommitThread {
                     } else {
                         sample.series_ref
                     };
-                    let entry = match self.tentative.entry(slot) {
-                        Entry::Occupied(entry) => entry.into_mut(),
+                    let entry_index = match self.tentative_index.entry(slot) {
+                        Entry::Occupied(entry) => *entry.get() as usize,
                         Entry::Vacant(entry) => {
                             let initial = if slot < base_slot {
                                 match head.series(slot) {
@@ -550,8 +557,14 @@ impl CommitThread {
                                     None => continue,
                                 }
                             };
-                            entry.insert(initial)
+                            let index = self.tentative.len();
+                            self.tentative.push((slot, initial));
+                            entry.insert(index as u32);
+                            index
                         }
+                    };
+                    let Some((_, entry)) = self.tentative.get_mut(entry_index) else {
+                        continue;
                     };
                     let rejection = if sample.t <= entry.newest_t {
                         if sample.t == entry.newest_t
@@ -627,7 +640,11 @@ impl CommitThread {
 
             // Cut chunks of the series that crossed a boundary in this group.
             for slot in &sealing_slots {
-                let Some(entry) = self.tentative.get(slot) else {
+                let Some((_, entry)) = self
+                    .tentative_index
+                    .get(slot)
+                    .and_then(|index| self.tentative.get(*index as usize))
+                else {
                     continue;
                 };
                 let mut group_samples: Vec<Sample> = Vec::new();
@@ -677,7 +694,7 @@ impl CommitThread {
 
         // Open-chunk bookkeeping for log truncation. Only this thread reads it,
         // and a failed commit poisons the store, so it is updated up front.
-        for entry in self.tentative.values() {
+        for (_, entry) in &self.tentative {
             if entry.first_accepted == NO_INDEX {
                 continue;
             }
@@ -766,6 +783,12 @@ impl CommitThread {
         metrics.chunks_sealed.add(seal_writes.chunks.len() as u64);
         metrics.series_created.add(new_series.len() as u64);
         let mut group_newest = Timestamp::MIN;
+        // Slot order makes the head visit below a forward walk the hardware
+        // prefetcher follows; in map order each series was a cache miss
+        // (≈18 % of the commit thread in the push profile). Series of one
+        // target are adjacent slots and arrive together, so this is mostly
+        // already sorted and cheap; done before the write lock is taken.
+        self.tentative.sort_unstable_by_key(|(slot, _)| *slot);
         {
             let mut guard = self.shared.head.write();
             let head = &mut *guard;
@@ -779,7 +802,7 @@ impl CommitThread {
                 }
             }
             // One visit per series: its accepted samples are chained.
-            for (slot, entry) in &self.tentative {
+            for (slot, entry) in self.tentative.iter() {
                 if entry.first_accepted == NO_INDEX {
                     continue;
                 }
