@@ -438,6 +438,9 @@ const PARALLEL_RATE_MIN_SERIES: usize = 256;
 /// memory held for the computed columns before they are handed out in order.
 const PARALLEL_RATE_BLOCK_SERIES: usize = 2048;
 
+/// A series' value at one step: the element's timestamp and value, if any.
+type StepPoint = Option<(i64, f64)>;
+
 /// Per-thread scratch buffers of the per-series rate computation.
 #[derive(Default)]
 struct RateScratch {
@@ -601,7 +604,7 @@ fn for_each_rate_series(
     let mut note = |series_index: usize,
                     one: &Series,
                     computed: &SeriesRatePoints,
-                    sink: &mut dyn FnMut(&Labels, &[Option<(i64, f64)>])| {
+                    sink: &mut dyn FnMut(&Labels, &[StepPoint])| {
         if checks_counter
             && let Some(step_index) = computed.first_non_empty
             && let Some(metric) = one.labels.get(METRIC_NAME)
