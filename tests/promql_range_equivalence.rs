@@ -302,3 +302,91 @@ fn the_range_evaluator_covers_the_benchmark_shapes() {
         assert!(outcome.is_ok(), "{expression}: {outcome:?}");
     }
 }
+
+/// A store wide enough that the range evaluator computes rates on two
+/// threads and the querier sorts the selection on two threads.
+fn wide_store() -> &'static Store {
+    static STORE: OnceLock<Store> = OnceLock::new();
+    STORE.get_or_init(|| {
+        let directory = tempfile::tempdir().unwrap();
+        let tsdb = Tsdb::open(directory.path(), Options::default()).unwrap();
+        let mut random = 11u64;
+        let mut appender = tsdb.appender();
+        for instance in 0..9000 {
+            let instance_name = format!("host-{instance}");
+            let job = if instance % 7 == 0 { "edge" } else { "node" };
+            let mode = ["idle", "user", "system"][instance % 3];
+            let mut value = (next_random(&mut random) % 100) as f64;
+            for scrape in 0..40 {
+                let roll = next_random(&mut random) % 100;
+                if roll < 3 {
+                    continue; // a gap
+                }
+                if roll < 6 {
+                    value = (roll % 3) as f64; // a reset
+                } else {
+                    value += (next_random(&mut random) % 1000) as f64 / 7.0;
+                }
+                let labels = [
+                    ("__name__", "w_total"),
+                    ("instance", instance_name.as_str()),
+                    ("job", job),
+                    ("mode", mode),
+                ];
+                let t = START_MS + scrape * SCRAPE_MS + (roll as i64 % 5);
+                appender.append(&labels, t, value).unwrap();
+            }
+        }
+        appender.commit().unwrap();
+        Store {
+            _directory: directory,
+            tsdb,
+        }
+    })
+}
+
+#[test]
+fn the_two_thread_range_path_equals_the_step_evaluator_bit_for_bit() {
+    let tsdb = wide_store().tsdb.as_ref();
+    let engine = Engine::default();
+    let start = START_MS + 10 * SCRAPE_MS;
+    let end = START_MS + 39 * SCRAPE_MS;
+    for expression in [
+        "rate(w_total[2m])",
+        "increase(w_total[1m])",
+        "irate(w_total[1m])",
+        "sum(rate(w_total[2m]))",
+        "sum by (mode) (rate(w_total[2m]))",
+        "avg by (job) (rate(w_total[2m]))",
+        "stddev by (mode) (increase(w_total[2m]))",
+        "count by (job) (w_total)",
+        "max by (mode) (w_total) / 2",
+    ] {
+        let fast = engine.range_query(
+            tsdb,
+            expression,
+            start,
+            end,
+            SCRAPE_MS,
+            QueryOptions::default(),
+        );
+        let Ok(QueryResult {
+            value: Value::Matrix(series),
+            ..
+        }) = &fast
+        else {
+            panic!("{expression}: {fast:?}");
+        };
+        assert!(!series.is_empty(), "{expression}: no series");
+        let reference = engine.range_query_step_by_step(
+            tsdb,
+            expression,
+            start,
+            end,
+            SCRAPE_MS,
+            QueryOptions::default(),
+        );
+        let outcome = same_results(&fast, &reference);
+        assert!(outcome.is_ok(), "{expression}: {outcome:?}");
+    }
+}

@@ -33,6 +33,7 @@ use super::eval::{Evaluator, is_name_like, offset_ms};
 use super::functions::rate::{extrapolated_rate_checking_resets, instant_value};
 use super::value::Element;
 use crate::model::{Label, Labels, METRIC_NAME, Sample, is_stale_nan};
+use crate::storage::Series;
 
 /// One output series of a covered node: its value at every step.
 pub(crate) struct ColumnSeries {
@@ -429,10 +430,156 @@ enum RateFunction {
     Idelta,
 }
 
-/// Computes a rate-family call for every step, one series at a time, and
-/// hands each series with at least one value to `sink` (its labels and its
-/// per-step points, in a buffer reused for the next series). Returns the
-/// info annotations in the step evaluator's order.
+/// Below this many selected series a rate-family call is computed on the
+/// calling thread only: a spawned thread costs tens of microseconds.
+const PARALLEL_RATE_MIN_SERIES: usize = 256;
+
+/// Series computed per block when two threads share the work: bounds the
+/// memory held for the computed columns before they are handed out in order.
+const PARALLEL_RATE_BLOCK_SERIES: usize = 2048;
+
+/// A series' value at one step: the element's timestamp and value, if any.
+type StepPoint = Option<(i64, f64)>;
+
+/// Per-thread scratch buffers of the per-series rate computation.
+#[derive(Default)]
+struct RateScratch {
+    resets_before: Vec<u32>,
+    live_buffer: Vec<Sample>,
+}
+
+/// One series' rate-family values at every step.
+struct SeriesRatePoints {
+    points: Vec<Option<(i64, f64)>>,
+    any: bool,
+    /// The first step whose window holds a sample.
+    first_non_empty: Option<usize>,
+}
+
+/// Computes a rate-family function of one series at every step into
+/// `points` (cleared first). Pure: reads nothing shared but its arguments,
+/// so halves of the selected series can be computed on different threads.
+fn series_rate_points(
+    one: &Series,
+    times: &[i64],
+    offset: i64,
+    range: i64,
+    function: RateFunction,
+    scratch: &mut RateScratch,
+    points: &mut Vec<Option<(i64, f64)>>,
+) -> (bool, Option<usize>) {
+    let RateScratch {
+        resets_before,
+        live_buffer,
+    } = scratch;
+    let live: &[Sample] = if one.samples.iter().any(|sample| is_stale_nan(sample.v)) {
+        live_buffer.clear();
+        live_buffer.extend(one.samples.iter().filter(|sample| !is_stale_nan(sample.v)));
+        live_buffer
+    } else {
+        &one.samples
+    };
+    // resets_before[k]: counter resets between consecutive samples
+    // below index k, so a window's reset scan can be skipped when none.
+    resets_before.clear();
+    resets_before.push(0);
+    let mut resets = 0u32;
+    for (index, sample) in live.iter().enumerate() {
+        if index > 0 && sample.v < live[index - 1].v {
+            resets += 1;
+        }
+        resets_before.push(resets);
+    }
+    points.clear();
+    let (mut first, mut last) = (0usize, 0usize);
+    let mut first_non_empty: Option<usize> = None;
+    let mut any = false;
+    for (step_index, ts) in times.iter().enumerate() {
+        let window_end = ts - offset;
+        let window_start = window_end - range;
+        while first < live.len() && live[first].t <= window_start {
+            first += 1;
+        }
+        while last < live.len() && live[last].t <= window_end {
+            last += 1;
+        }
+        if first >= last {
+            points.push(None);
+            continue;
+        }
+        if first_non_empty.is_none() {
+            first_non_empty = Some(step_index);
+        }
+        let window = &live[first..last];
+        // Resets at pairs (j - 1, j) with first < j < last.
+        let may_have_resets = resets_before[last] != resets_before[first + 1];
+        let value = match function {
+            RateFunction::Rate => extrapolated_rate_checking_resets(
+                window,
+                window_end,
+                range,
+                true,
+                true,
+                may_have_resets,
+            ),
+            RateFunction::Increase => extrapolated_rate_checking_resets(
+                window,
+                window_end,
+                range,
+                true,
+                false,
+                may_have_resets,
+            ),
+            RateFunction::Delta => {
+                extrapolated_rate_checking_resets(window, window_end, range, false, false, false)
+            }
+            RateFunction::Irate => instant_value(window, true),
+            RateFunction::Idelta => instant_value(window, false),
+        };
+        let point = value.map(|v| (*ts, v));
+        any |= point.is_some();
+        points.push(point);
+    }
+    (any, first_non_empty)
+}
+
+/// Computes every series of `block` into `out`, reusing `out`'s buffers.
+fn block_rate_points(
+    block: &[Series],
+    times: &[i64],
+    offset: i64,
+    range: i64,
+    function: RateFunction,
+    scratch: &mut RateScratch,
+    out: &mut Vec<SeriesRatePoints>,
+) {
+    out.resize_with(block.len(), || SeriesRatePoints {
+        points: Vec::with_capacity(times.len()),
+        any: false,
+        first_non_empty: None,
+    });
+    for (one, computed) in block.iter().zip(out.iter_mut()) {
+        let (any, first_non_empty) = series_rate_points(
+            one,
+            times,
+            offset,
+            range,
+            function,
+            scratch,
+            &mut computed.points,
+        );
+        computed.any = any;
+        computed.first_non_empty = first_non_empty;
+    }
+}
+
+/// Computes a rate-family call for every step and hands each series with at
+/// least one value to `sink` (its labels and its per-step points), in series
+/// order. Above a size threshold the series of each block are computed by
+/// two threads, one half each; `sink` still runs on the calling thread in
+/// series order, so any fold it does sees the same operands in the same
+/// order as the single-thread path and its result is bit-identical.
+/// Returns the info annotations in the step evaluator's order.
 fn for_each_rate_series(
     evaluator: &mut Evaluator<'_>,
     name: &str,
@@ -454,81 +601,12 @@ fn for_each_rate_series(
     };
     // (first step with a non-empty window, series index, metric name)
     let mut not_counter: Vec<(usize, usize, String)> = Vec::new();
-    let mut points: Vec<Option<(i64, f64)>> = Vec::with_capacity(times.len());
-    let mut resets_before: Vec<u32> = Vec::new();
-    let mut live_buffer: Vec<Sample> = Vec::new();
-    for (series_index, one) in series.iter().enumerate() {
-        evaluator.check_deadline()?;
-        let live: &[Sample] = if one.samples.iter().any(|sample| is_stale_nan(sample.v)) {
-            live_buffer.clear();
-            live_buffer.extend(one.samples.iter().filter(|sample| !is_stale_nan(sample.v)));
-            &live_buffer
-        } else {
-            &one.samples
-        };
-        // resets_before[k]: counter resets between consecutive samples
-        // below index k, so a window's reset scan can be skipped when none.
-        resets_before.clear();
-        resets_before.push(0);
-        let mut resets = 0u32;
-        for (index, sample) in live.iter().enumerate() {
-            if index > 0 && sample.v < live[index - 1].v {
-                resets += 1;
-            }
-            resets_before.push(resets);
-        }
-        points.clear();
-        let (mut first, mut last) = (0usize, 0usize);
-        let mut first_non_empty: Option<usize> = None;
-        let mut any = false;
-        for (step_index, ts) in times.iter().enumerate() {
-            let window_end = ts - offset;
-            let window_start = window_end - range;
-            while first < live.len() && live[first].t <= window_start {
-                first += 1;
-            }
-            while last < live.len() && live[last].t <= window_end {
-                last += 1;
-            }
-            if first >= last {
-                points.push(None);
-                continue;
-            }
-            if first_non_empty.is_none() {
-                first_non_empty = Some(step_index);
-            }
-            let window = &live[first..last];
-            // Resets at pairs (j - 1, j) with first < j < last.
-            let may_have_resets = resets_before[last] != resets_before[first + 1];
-            let value = match function {
-                RateFunction::Rate => extrapolated_rate_checking_resets(
-                    window,
-                    window_end,
-                    range,
-                    true,
-                    true,
-                    may_have_resets,
-                ),
-                RateFunction::Increase => extrapolated_rate_checking_resets(
-                    window,
-                    window_end,
-                    range,
-                    true,
-                    false,
-                    may_have_resets,
-                ),
-                RateFunction::Delta => extrapolated_rate_checking_resets(
-                    window, window_end, range, false, false, false,
-                ),
-                RateFunction::Irate => instant_value(window, true),
-                RateFunction::Idelta => instant_value(window, false),
-            };
-            let point = value.map(|v| (*ts, v));
-            any |= point.is_some();
-            points.push(point);
-        }
+    let mut note = |series_index: usize,
+                    one: &Series,
+                    computed: &SeriesRatePoints,
+                    sink: &mut dyn FnMut(&Labels, &[StepPoint])| {
         if checks_counter
-            && let Some(step_index) = first_non_empty
+            && let Some(step_index) = computed.first_non_empty
             && let Some(metric) = one.labels.get(METRIC_NAME)
             && !["_total", "_sum", "_count", "_bucket"]
                 .iter()
@@ -536,8 +614,76 @@ fn for_each_rate_series(
         {
             not_counter.push((step_index, series_index, metric.to_string()));
         }
-        if any {
-            sink(&one.labels, &points);
+        if computed.any {
+            sink(&one.labels, &computed.points);
+        }
+    };
+    let use_two_threads = series.len() >= PARALLEL_RATE_MIN_SERIES
+        && std::thread::available_parallelism().is_ok_and(|cores| cores.get() > 1);
+    if use_two_threads {
+        let mut first_scratch = RateScratch::default();
+        let mut second_scratch = RateScratch::default();
+        let mut first_out: Vec<SeriesRatePoints> = Vec::new();
+        let mut second_out: Vec<SeriesRatePoints> = Vec::new();
+        let mut block_start = 0usize;
+        for block in series.chunks(PARALLEL_RATE_BLOCK_SERIES) {
+            evaluator.check_deadline()?;
+            let (first_half, second_half) = block.split_at(block.len() / 2);
+            std::thread::scope(|scope| {
+                let times = &times;
+                let second_scratch = &mut second_scratch;
+                let second_out = &mut second_out;
+                scope.spawn(move || {
+                    block_rate_points(
+                        second_half,
+                        times,
+                        offset,
+                        range,
+                        function,
+                        second_scratch,
+                        second_out,
+                    );
+                });
+                block_rate_points(
+                    first_half,
+                    times,
+                    offset,
+                    range,
+                    function,
+                    &mut first_scratch,
+                    &mut first_out,
+                );
+            });
+            for (position, (one, computed)) in block
+                .iter()
+                .zip(first_out.iter().chain(second_out.iter()))
+                .enumerate()
+            {
+                note(block_start + position, one, computed, &mut sink);
+            }
+            block_start += block.len();
+        }
+    } else {
+        let mut scratch = RateScratch::default();
+        let mut computed = SeriesRatePoints {
+            points: Vec::with_capacity(times.len()),
+            any: false,
+            first_non_empty: None,
+        };
+        for (series_index, one) in series.iter().enumerate() {
+            evaluator.check_deadline()?;
+            let (any, first_non_empty) = series_rate_points(
+                one,
+                &times,
+                offset,
+                range,
+                function,
+                &mut scratch,
+                &mut computed.points,
+            );
+            computed.any = any;
+            computed.first_non_empty = first_non_empty;
+            note(series_index, one, &computed, &mut sink);
         }
     }
     // The step evaluator notes metrics in the order it meets them: by step,

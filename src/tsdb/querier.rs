@@ -302,9 +302,48 @@ impl<'a> TsdbQuerier<'a> {
                 samples: entry.samples,
             });
         }
-        // Label sets of distinct series differ, so an unstable sort is exact.
-        result.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+        sort_series_by_labels(&mut result);
         Ok(result)
+    }
+}
+
+/// Below this many series the label sort runs on the calling thread only.
+const PARALLEL_SORT_MIN_SERIES: usize = 8192;
+
+/// Sorts by label set. Label sets of distinct series differ, so the order is
+/// total and an unstable sort is exact; above a size threshold each half is
+/// sorted on its own thread and the halves merged, which yields the same
+/// order as one sort (comparing label sets is most of a wide selection's
+/// cost once the samples are read).
+fn sort_series_by_labels(series: &mut Vec<Series>) {
+    let two_cores = std::thread::available_parallelism().is_ok_and(|cores| cores.get() > 1);
+    if series.len() < PARALLEL_SORT_MIN_SERIES || !two_cores {
+        series.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+        return;
+    }
+    let mut second = series.split_off(series.len() / 2);
+    let mut first = std::mem::take(series);
+    std::thread::scope(|scope| {
+        let second = &mut second;
+        scope.spawn(move || second.sort_unstable_by(|a, b| a.labels.cmp(&b.labels)));
+        first.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+    });
+    series.reserve(first.len() + second.len());
+    let mut first = first.into_iter().peekable();
+    let mut second = second.into_iter().peekable();
+    loop {
+        let take_first = match (first.peek(), second.peek()) {
+            (Some(a), Some(b)) => a.labels < b.labels,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        let next = if take_first {
+            first.next()
+        } else {
+            second.next()
+        };
+        series.extend(next);
     }
 }
 
