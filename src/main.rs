@@ -637,40 +637,52 @@ fn run_check(command: CheckCommand) -> i32 {
                 println!("Checking {}", file.display());
                 match guardia::scrape::check_config_file(&file) {
                     Ok(config) => {
+                        // As promtool: the rule files a config lists are checked too.
+                        let rule_files =
+                            guardia::rules::RuleSettings::from_config(&config, &file).rule_files;
+                        if !rule_files.is_empty() {
+                            println!("  SUCCESS: {} rule files found", rule_files.len());
+                        }
                         println!(
                             " SUCCESS: {} is valid guardia config file syntax ({} scrape configs)",
                             file.display(),
                             config.scrape_configs.len()
                         );
+                        println!();
+                        failed |= !check_rule_files(&rule_files);
                     }
                     Err(error) => {
                         failed = true;
                         eprintln!("  FAILED: {error}");
+                        println!();
                     }
                 }
-                println!();
             }
             i32::from(failed)
         }
-        CheckCommand::Rules { files } => {
-            let mut failed = false;
-            for file in files {
-                println!("Checking {}", file.display());
-                match guardia::rules::load_rule_file(&file) {
-                    Ok(rules) => println!("  SUCCESS: {} rules found", rules.rule_count()),
-                    Err(errors) => {
-                        failed = true;
-                        eprintln!("  FAILED:");
-                        for error in errors {
-                            eprintln!("{error}");
-                        }
-                    }
-                }
-                println!();
-            }
-            i32::from(failed)
-        }
+        CheckCommand::Rules { files } => i32::from(!check_rule_files(&files)),
     }
+}
+
+/// Checks rule files as `promtool check rules` does, printing per file;
+/// true when every file is valid.
+fn check_rule_files(files: &[PathBuf]) -> bool {
+    let mut all_valid = true;
+    for file in files {
+        println!("Checking {}", file.display());
+        match guardia::rules::load_rule_file(file) {
+            Ok(rules) => println!("  SUCCESS: {} rules found", rules.rule_count()),
+            Err(errors) => {
+                all_valid = false;
+                eprintln!("  FAILED:");
+                for error in errors {
+                    eprintln!("{error}");
+                }
+            }
+        }
+        println!();
+    }
+    all_valid
 }
 
 #[cfg(test)]

@@ -21,6 +21,50 @@ fn check(yaml: &str) -> (i32, String) {
 }
 
 #[test]
+fn rule_files_listed_by_the_config_are_checked_too() {
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::create_dir(directory.path().join("rules")).unwrap();
+    std::fs::write(
+        directory.path().join("rules/good.yml"),
+        "groups:\n  - name: good\n    rules:\n      - record: job:up:sum\n        expr: sum by (job) (up)\n",
+    )
+    .unwrap();
+    let path = directory.path().join("guardia.yml");
+    std::fs::write(&path, "rule_files:\n  - rules/*.yml\n").unwrap();
+    let run = || {
+        let output = Command::new(env!("CARGO_BIN_EXE_guardia"))
+            .args(["check", "config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.code().unwrap_or(-1), text)
+    };
+    let (code, text) = run();
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("SUCCESS: 1 rule files found"), "{text}");
+    assert!(
+        text.contains("good.yml\n  SUCCESS: 1 rules found"),
+        "{text}"
+    );
+
+    // A broken rule file (resolved against the config's directory) fails the check.
+    std::fs::write(
+        directory.path().join("rules/bad.yml"),
+        "groups:\n  - name: bad\n    rules:\n      - record: bad:sum\n        expr: sum(\n",
+    )
+    .unwrap();
+    let (code, text) = run();
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("bad.yml"), "{text}");
+    assert!(text.contains("FAILED"), "{text}");
+}
+
+#[test]
 fn valid_config_succeeds() {
     let (code, text) = check(concat!(
         "global:\n  scrape_interval: 15s\n  external_labels: {site: a}\n",
