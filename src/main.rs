@@ -128,7 +128,7 @@ struct ServeArgs {
     retention_size: Option<u64>,
     /// redb's page cache (size syntax as above). Resident memory of its own;
     /// the operating system's page cache holds the database's pages as well.
-    #[arg(long = "storage.cache-size", default_value = "16MB", value_name = "SIZE", value_parser = parse_retention_size)]
+    #[arg(long = "storage.cache-size", default_value = "4MB", value_name = "SIZE", value_parser = parse_retention_size)]
     storage_cache_size: u64,
     /// Largest accepted push body, after decompression (size syntax as above).
     #[arg(long = "ingest.max-body-size", default_value = "64MB", value_name = "SIZE", value_parser = parse_retention_size)]
@@ -313,7 +313,27 @@ fn init_logging(level: LogLevel, format: LogFormat) {
     }
 }
 
+/// glibc gives threads that allocate concurrently their own malloc arenas
+/// (up to eight per core), and each arena keeps memory freed into it. With
+/// the commit thread, the HTTP workers and the scrape loops all allocating,
+/// that held memory was about a fifth of the server's RSS in the push
+/// benchmark (1,157 → 940 B per series with one arena, at the same
+/// throughput). An operator's own `MALLOC_ARENA_MAX` wins.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: called first thing in main, before any other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
+
 fn main() -> anyhow::Result<()> {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     let serve_args = match cli.command {
         Some(Command::Serve(args)) => args,

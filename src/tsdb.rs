@@ -74,7 +74,7 @@ use metrics::TsdbMetrics;
 pub const MAX_SAMPLES_PER_CHUNK: usize = 120;
 
 /// Default of `Options::cache_bytes` and `--storage.cache-size`.
-pub const DEFAULT_CACHE_BYTES: usize = 16 << 20;
+pub const DEFAULT_CACHE_BYTES: usize = 4 << 20;
 
 /// Tuning of the store. `Default` gives production values.
 #[derive(Clone, Debug)]
