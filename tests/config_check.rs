@@ -7,9 +7,14 @@ fn check(yaml: &str) -> (i32, String) {
     let directory = tempfile::tempdir().unwrap();
     let path = directory.path().join("guardia.yml");
     std::fs::write(&path, yaml).unwrap();
+    check_file(&path)
+}
+
+/// Exit code and stdout + stderr of `guardia check config PATH`.
+fn check_file(path: &std::path::Path) -> (i32, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_guardia"))
         .args(["check", "config"])
-        .arg(&path)
+        .arg(path)
         .output()
         .unwrap();
     let text = format!(
@@ -31,19 +36,7 @@ fn rule_files_listed_by_the_config_are_checked_too() {
     .unwrap();
     let path = directory.path().join("guardia.yml");
     std::fs::write(&path, "rule_files:\n  - rules/*.yml\n").unwrap();
-    let run = || {
-        let output = Command::new(env!("CARGO_BIN_EXE_guardia"))
-            .args(["check", "config"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        (output.status.code().unwrap_or(-1), text)
-    };
+    let run = || check_file(&path);
     let (code, text) = run();
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("SUCCESS: 1 rule files found"), "{text}");

@@ -9,54 +9,8 @@
 
 use std::collections::HashMap;
 
-use guardia::ingest::text::{Entry, Format, SampleBuf, TextParser};
+use guardia::ingest::text::{Format, entries_with_known_series as entries};
 use libfuzzer_sys::fuzz_target;
-
-fn entries(
-    input: &str,
-    format: Format,
-    known: Option<&HashMap<String, String>>,
-    series_texts_seen: &mut HashMap<String, String>,
-) -> Vec<String> {
-    let mut parser = TextParser::new(input, format);
-    let mut sample = SampleBuf::new();
-    let mut entries = Vec::new();
-    loop {
-        let entry = match known {
-            Some(known) => parser
-                .next_entry_with_known_series(&mut sample, &mut |text| known.contains_key(text)),
-            None => parser.next_entry(&mut sample),
-        };
-        match entry {
-            Ok(Some(Entry::Sample)) => {
-                let labels = if sample.labels_skipped() {
-                    known
-                        .and_then(|known| known.get(sample.series_text()))
-                        .cloned()
-                } else {
-                    let labels = sample.to_labels().to_string();
-                    let earlier = series_texts_seen
-                        .entry(sample.series_text().to_string())
-                        .or_insert_with(|| labels.clone());
-                    assert_eq!(*earlier, labels, "one series text, two label sets");
-                    Some(labels)
-                };
-                entries.push(format!(
-                    "{labels:?} {:x} {:?} line {}",
-                    sample.value().to_bits(),
-                    sample.timestamp_ms(),
-                    sample.line_number()
-                ));
-            }
-            Ok(Some(Entry::Metadata(metadata))) => entries.push(format!("{metadata:?}")),
-            Ok(None) => return entries,
-            Err(error) => {
-                entries.push(error.to_string());
-                return entries;
-            }
-        }
-    }
-}
 
 fuzz_target!(|data: &[u8]| {
     let Ok(input) = std::str::from_utf8(data) else {

@@ -1318,6 +1318,58 @@ fn excerpt_of(text: &str) -> String {
     }
 }
 
+/// Every entry of `input` as text (a sample as its labels, value bits,
+/// timestamp and line), the final error included; with `known` the
+/// series shortcut is offered those texts, and a skipped line reads its
+/// labels from `known`. Shared by the unit test and the `text_known_series`
+/// fuzz target, which compare the shortcut with the full parse.
+#[doc(hidden)]
+pub fn entries_with_known_series(
+    input: &str,
+    format: Format,
+    known: Option<&std::collections::HashMap<String, String>>,
+    series_texts_seen: &mut std::collections::HashMap<String, String>,
+) -> Vec<String> {
+    let mut parser = TextParser::new(input, format);
+    let mut sample = SampleBuf::new();
+    let mut entries = Vec::new();
+    loop {
+        let entry = match known {
+            Some(known) => parser
+                .next_entry_with_known_series(&mut sample, &mut |text| known.contains_key(text)),
+            None => parser.next_entry(&mut sample),
+        };
+        match entry {
+            Ok(Some(Entry::Sample)) => {
+                let labels = if sample.labels_skipped() {
+                    known
+                        .and_then(|known| known.get(sample.series_text()))
+                        .cloned()
+                } else {
+                    let labels = sample.to_labels().to_string();
+                    let earlier = series_texts_seen
+                        .entry(sample.series_text().to_string())
+                        .or_insert_with(|| labels.clone());
+                    assert_eq!(*earlier, labels, "one series text, two label sets");
+                    Some(labels)
+                };
+                entries.push(format!(
+                    "{labels:?} {:x} {:?} line {}",
+                    sample.value().to_bits(),
+                    sample.timestamp_ms(),
+                    sample.line_number()
+                ));
+            }
+            Ok(Some(Entry::Metadata(metadata))) => entries.push(format!("{metadata:?}")),
+            Ok(None) => return entries,
+            Err(error) => {
+                entries.push(error.to_string());
+                return entries;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -1341,57 +1393,6 @@ mod tests {
             }
         }
         Ok(samples)
-    }
-
-    /// Every entry of `input` as text (a sample as its labels, value bits,
-    /// timestamp and line), the final error included; with `known` the
-    /// series shortcut is offered those texts, and a skipped line reads its
-    /// labels from `known`.
-    fn entries_with_known_series(
-        input: &str,
-        format: Format,
-        known: Option<&HashMap<String, String>>,
-        series_texts_seen: &mut HashMap<String, String>,
-    ) -> Vec<String> {
-        let mut parser = TextParser::new(input, format);
-        let mut sample = SampleBuf::new();
-        let mut entries = Vec::new();
-        loop {
-            let entry = match known {
-                Some(known) => parser.next_entry_with_known_series(&mut sample, &mut |text| {
-                    known.contains_key(text)
-                }),
-                None => parser.next_entry(&mut sample),
-            };
-            match entry {
-                Ok(Some(Entry::Sample)) => {
-                    let labels = if sample.labels_skipped() {
-                        known
-                            .and_then(|known| known.get(sample.series_text()))
-                            .cloned()
-                    } else {
-                        let labels = sample.to_labels().to_string();
-                        let earlier = series_texts_seen
-                            .entry(sample.series_text().to_string())
-                            .or_insert_with(|| labels.clone());
-                        assert_eq!(*earlier, labels, "one series text, two label sets");
-                        Some(labels)
-                    };
-                    entries.push(format!(
-                        "{labels:?} {:x} {:?} line {}",
-                        sample.value().to_bits(),
-                        sample.timestamp_ms(),
-                        sample.line_number()
-                    ));
-                }
-                Ok(Some(Entry::Metadata(metadata))) => entries.push(format!("{metadata:?}")),
-                Ok(None) => return entries,
-                Err(error) => {
-                    entries.push(error.to_string());
-                    return entries;
-                }
-            }
-        }
     }
 
     #[test]
