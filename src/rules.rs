@@ -34,6 +34,46 @@ use crate::telemetry::Exposition;
 pub use file::{RuleFile, RuleFileError, load_rule_file, parse_rule_file};
 pub use group::{EvaluationContext, Group, Rule, RuleHealth};
 
+/// An alert as the rules hand it on after an evaluation, in the terms of
+/// Prometheus's `sendAlerts`: firing alerts carry an `ends_at` a few
+/// intervals ahead (so a receiver resolves them by itself if guardia
+/// stops), resolved ones carry their resolution time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutgoingAlert {
+    pub labels: crate::model::Labels,
+    pub annotations: crate::model::Labels,
+    /// When the alert became active (pending started).
+    pub starts_at: Timestamp,
+    /// When it fired; `None` never happens for a firing alert.
+    pub fired_at: Option<Timestamp>,
+    pub ends_at: Timestamp,
+    /// True once the alert has resolved (it is sent for a while after,
+    /// as Prometheus does, so a lost message is repaired).
+    pub resolved: bool,
+    /// `/graph?g0.expr=...` under the external URL, as Prometheus builds it.
+    pub generator_url: String,
+}
+
+/// Receives the alerts of every group evaluation: every firing alert and
+/// every alert resolved within the retention window. Pending alerts are
+/// not sent, as in Prometheus. Called on the evaluating thread, so an
+/// implementation must be quick (hand off, don't send over the network).
+pub trait AlertSink: Send + Sync {
+    fn receive_alerts(
+        &self,
+        group_file: &str,
+        group_name: &str,
+        evaluated_at: Timestamp,
+        alerts: &[OutgoingAlert],
+    );
+}
+
+/// How far ahead a firing alert's `ends_at` is set: Prometheus uses four
+/// times the larger of the resend delay (1 m) and the group interval.
+fn firing_alert_validity_ms(interval_ms: i64) -> i64 {
+    4 * interval_ms.max(60_000)
+}
+
 /// Why one rule's evaluation failed; the group carries on with the next rule.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RuleEvaluationError {
@@ -128,6 +168,7 @@ pub struct RuleManager {
     settings: RwLock<RuleSettings>,
     groups: RwLock<Vec<Arc<Mutex<Group>>>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    alert_sinks: RwLock<Vec<Arc<dyn AlertSink>>>,
 }
 
 impl RuleManager {
@@ -145,7 +186,14 @@ impl RuleManager {
             settings: RwLock::new(RuleSettings::default()),
             groups: RwLock::new(Vec::new()),
             tasks: Mutex::new(Vec::new()),
+            alert_sinks: RwLock::new(Vec::new()),
         })
+    }
+
+    /// Adds a receiver of the alerts of every evaluation (the SLA clocks,
+    /// the notifier).
+    pub fn add_alert_sink(&self, sink: Arc<dyn AlertSink>) {
+        self.alert_sinks.write().push(sink);
     }
 
     /// Loads every file and replaces the groups (their alert state comes
@@ -262,7 +310,16 @@ impl RuleManager {
             external_url: &settings.external_url,
             state_store: self.state_store.as_deref(),
         };
-        group.lock().evaluate(ts, &context);
+        let mut group = group.lock();
+        group.evaluate(ts, &context);
+        let sinks = self.alert_sinks.read().clone();
+        if sinks.is_empty() {
+            return;
+        }
+        let alerts = outgoing_alerts(&group, ts, &settings.external_url);
+        for sink in &sinks {
+            sink.receive_alerts(&group.file, &group.name, ts, &alerts);
+        }
     }
 
     /// Evaluates every group once at `ts`, in file order; for tests and
@@ -310,4 +367,51 @@ impl RuleManager {
             );
         }
     }
+}
+
+/// The alerts of a group to hand on after its evaluation at `ts`.
+pub fn outgoing_alerts(group: &Group, ts: Timestamp, external_url: &str) -> Vec<OutgoingAlert> {
+    let validity = firing_alert_validity_ms(group.interval_ms);
+    let mut alerts = Vec::new();
+    for rule in &group.rules {
+        let Rule::Alerting(alerting) = &rule.rule else {
+            continue;
+        };
+        let generator_url = generator_url(external_url, &alerting.expr);
+        for alert in alerting.active.values() {
+            let (ends_at, resolved) = match (alert.state, alert.resolved_at) {
+                (alerting::AlertState::Firing, _) => (ts + validity, false),
+                (alerting::AlertState::Inactive, Some(resolved_at)) if alert.fired_at.is_some() => {
+                    (resolved_at, true)
+                }
+                _ => continue,
+            };
+            alerts.push(OutgoingAlert {
+                labels: alert.labels.clone(),
+                annotations: alert.annotations.clone(),
+                starts_at: alert.active_at,
+                fired_at: alert.fired_at,
+                ends_at,
+                resolved,
+                generator_url: generator_url.clone(),
+            });
+        }
+    }
+    alerts
+}
+
+/// Prometheus's generator URL: the expression on the graph page, tab 1.
+fn generator_url(external_url: &str, expr: &str) -> String {
+    let mut encoded = String::new();
+    for byte in expr.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    format!(
+        "{}/graph?g0.expr={encoded}&g0.tab=1",
+        external_url.trim_end_matches('/')
+    )
 }

@@ -184,6 +184,12 @@ pub enum StateTable {
     /// Active alerts per rule group (pending `for` timers and
     /// `keep_firing_for` included), restored at start.
     Rules,
+    /// SLA incidents, their timelines and clocks.
+    Incidents,
+    /// Notifications waiting for delivery, and notification group state.
+    Outbox,
+    /// Silences, as Alertmanager keeps them.
+    Silences,
 }
 
 /// Durable key → value storage for state that is not a time series. Keys

@@ -14,6 +14,9 @@ use crate::storage::{StateEntries, StateStore, StateTable, StorageError};
 fn table_definition(table: StateTable) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
     match table {
         StateTable::Rules => tables::RULES_STATE,
+        StateTable::Incidents => tables::INCIDENTS,
+        StateTable::Outbox => tables::OUTBOX,
+        StateTable::Silences => tables::SILENCES,
     }
 }
 

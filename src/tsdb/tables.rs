@@ -42,3 +42,13 @@ pub const META_RETENTION_FLOOR: &str = "retention_floor";
 /// `rules_state`: rule group key (file, NUL, group name) → postcard-encoded
 /// active alerts of the group (see `rules::group`).
 pub const RULES_STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rules_state");
+
+/// `incidents`: SLA incidents and their timelines (see `sla`).
+pub const INCIDENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("incidents");
+
+/// `outbox`: notifications not yet delivered, and the notifier's
+/// aggregation-group state (see `notify`).
+pub const OUTBOX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("outbox");
+
+/// `silences`: Alertmanager-shaped silences (see `notify`).
+pub const SILENCES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("silences");
