@@ -76,6 +76,10 @@ pub struct ServerSettings {
     pub enable_lifecycle: bool,
     /// `--storage.cache-size`: redb's page cache in bytes.
     pub storage_cache_bytes: usize,
+    /// `--web.external-url`: the URL guardia is reached at from outside
+    /// (alert generator URLs, links in notifications), without a trailing
+    /// slash.
+    pub external_url: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -111,6 +111,10 @@ struct ServeArgs {
     /// Directory of the storage.
     #[arg(long = "storage.path", default_value = "data", value_name = "DIR")]
     storage_path: PathBuf,
+    /// The URL under which guardia is reached from outside (links in alerts
+    /// and notifications). Defaults to http://<hostname>:<port>.
+    #[arg(long = "web.external-url", value_name = "URL")]
+    external_url: Option<String>,
     /// Address to listen on for the HTTP API (`host:port` or `:port`).
     #[arg(long = "web.listen-address", default_value = DEFAULT_LISTEN_ADDRESS, value_name = "ADDRESS")]
     listen_address: String,
@@ -200,7 +204,26 @@ impl ServeArgs {
             flags: self.flags(),
             enable_lifecycle: self.enable_lifecycle,
             storage_cache_bytes,
+            external_url: self.external_url(),
         })
+    }
+
+    /// `--web.external-url`, or Prometheus's default: this host's name and
+    /// the listening port.
+    fn external_url(&self) -> String {
+        if let Some(url) = &self.external_url {
+            return url.trim_end_matches('/').to_string();
+        }
+        let port = self
+            .listen_address
+            .rsplit_once(':')
+            .map_or("9099", |(_, port)| port);
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|name| name.trim().to_string())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "localhost".to_string());
+        format!("http://{host}:{port}")
     }
 
     /// Every flag as `/api/v1/status/flags` shows it: name without dashes,
@@ -226,6 +249,7 @@ impl ServeArgs {
             ),
             ("storage.path", self.storage_path.display().to_string()),
             ("web.listen-address", self.listen_address.clone()),
+            ("web.external-url", self.external_url()),
             ("log.level", log_level.to_string()),
             ("log.format", log_format.to_string()),
             (

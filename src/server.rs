@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::api::targets::ScrapeHooks;
+use crate::api::targets::{ConfigReloader, ScrapeHooks};
 use crate::api::{self, ApiState, QuerySettings, Store};
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServerSettings;
@@ -109,11 +109,7 @@ pub async fn shutdown_signal() {
 }
 
 /// Reloads the configuration file on every SIGHUP, as Prometheus does.
-async fn reload_on_sighup(
-    manager: Arc<ScrapeManager>,
-    rule_manager: Arc<RuleManager>,
-    config_file: Option<std::path::PathBuf>,
-) {
+async fn reload_on_sighup(reload: ConfigReloader, config_file: Option<std::path::PathBuf>) {
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(signal) => signal,
         Err(error) => {
@@ -127,22 +123,39 @@ async fn reload_on_sighup(
             continue;
         };
         tracing::info!("SIGHUP received, reloading configuration");
-        let manager = manager.clone();
-        let rule_manager = rule_manager.clone();
+        let reload = reload.clone();
         let runtime = tokio::runtime::Handle::current();
         let _ = tokio::task::spawn_blocking(move || {
             let _entered = runtime.enter();
-            // Failures are logged and counted by the manager.
-            if let Ok(config) = manager.reload_from_file(&path)
-                && let Err(errors) = rule_manager.reload(RuleSettings::from_config(&config, &path))
-            {
-                for error in errors {
-                    tracing::error!(%error, "rule file reload failed; keeping the previous rules");
-                }
+            if let Err(error) = reload(&path) {
+                tracing::error!(%error, "configuration reload failed");
             }
         })
         .await;
     }
+}
+
+/// The one reload path of SIGHUP and `POST /-/reload`: the scrape
+/// configuration first (a bad file stops there and everything keeps
+/// running), then the rules (a bad rule file keeps the previous rules).
+fn config_reloader(
+    scrape_manager: Arc<ScrapeManager>,
+    rule_manager: Arc<RuleManager>,
+    external_url: String,
+) -> ConfigReloader {
+    Arc::new(move |path: &std::path::Path| {
+        // Failures of the scrape part are logged and counted by the manager.
+        let config = scrape_manager
+            .reload_from_file(path)
+            .map_err(|error| format!("failed to reload config: {error}"))?;
+        let mut rule_settings = RuleSettings::from_config(&config, path);
+        rule_settings.external_url = external_url.clone();
+        rule_manager.reload(rule_settings).map_err(|errors| {
+            let reasons: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            format!("failed to reload rule files: {}", reasons.join("; "))
+        })?;
+        Ok(())
+    })
 }
 
 /// Serves `store` until `shutdown` resolves, then closes it.
@@ -184,7 +197,8 @@ pub async fn serve_store(
             .reload_from_file(path)
             .map_err(ServerError::Config)?;
         let rules_store = rule_manager.clone();
-        let rule_settings = RuleSettings::from_config(&config, path);
+        let mut rule_settings = RuleSettings::from_config(&config, path);
+        rule_settings.external_url = settings.external_url.clone();
         tokio::task::spawn_blocking(move || rules_store.load(rule_settings))
             .await
             .map_err(|error| ServerError::Config(error.to_string()))?
@@ -200,16 +214,18 @@ pub async fn serve_store(
     }
     rule_manager.start();
     state.set_rule_manager(rule_manager.clone());
+    let reload = config_reloader(
+        scrape_manager.clone(),
+        rule_manager.clone(),
+        settings.external_url.clone(),
+    );
     state.set_scrape_hooks(ScrapeHooks {
         manager: scrape_manager.clone(),
         config_file: settings.config_file.clone(),
         enable_lifecycle: settings.enable_lifecycle,
+        reload: reload.clone(),
     });
-    let reload_task = tokio::spawn(reload_on_sighup(
-        scrape_manager.clone(),
-        rule_manager.clone(),
-        settings.config_file.clone(),
-    ));
+    let reload_task = tokio::spawn(reload_on_sighup(reload, settings.config_file.clone()));
     let router = api::router(state);
 
     let retention_store = store.clone();

@@ -70,6 +70,7 @@ async fn targets_metadata_and_reload() {
         manager: manager.clone(),
         config_file: Some(config_path.clone()),
         enable_lifecycle: false,
+        reload: scrape_only_reloader(manager.clone()),
     });
     let app = router(state);
 
@@ -135,6 +136,7 @@ async fn targets_metadata_and_reload() {
         manager: manager.clone(),
         config_file: Some(config_path.clone()),
         enable_lifecycle: true,
+        reload: scrape_only_reloader(manager.clone()),
     });
     let app = router(state);
     let (status, body) = call(&app, Method::POST, "/-/reload").await;
@@ -151,4 +153,14 @@ async fn targets_metadata_and_reload() {
     assert_eq!(manager.active_targets().len(), 1);
     manager.shutdown().await;
     server.abort();
+}
+
+/// The server's reload without rules: the scrape configuration only.
+fn scrape_only_reloader(manager: Arc<ScrapeManager>) -> guardia::api::targets::ConfigReloader {
+    Arc::new(move |path: &std::path::Path| {
+        manager
+            .reload_from_file(path)
+            .map(|_| ())
+            .map_err(|error| format!("failed to reload config: {error}"))
+    })
 }

@@ -21,12 +21,18 @@ use crate::model::{Timestamp, matches_all};
 use crate::scrape::ScrapeManager;
 use crate::scrape::relabel::LabelMap;
 
+/// Reads the configuration file again and applies it to every part of
+/// the server (scrape, rules, and whatever else the server wires in); the
+/// error says what was rejected. Blocking.
+pub type ConfigReloader = Arc<dyn Fn(&std::path::Path) -> Result<(), String> + Send + Sync>;
+
 /// What the API needs to show and reload scraping.
 pub struct ScrapeHooks {
     pub manager: Arc<ScrapeManager>,
     /// The file `POST /-/reload` reads again.
     pub config_file: Option<PathBuf>,
     pub enable_lifecycle: bool,
+    pub reload: ConfigReloader,
 }
 
 fn label_map_json(labels: &LabelMap) -> Value {
@@ -176,28 +182,12 @@ pub async fn reload_handler(State(state): State<ApiState>) -> Result<Response, A
             "no --config.file was given; nothing to reload".into(),
         ));
     };
-    let manager = hooks.manager.clone();
-    let rule_manager = state.rule_manager().cloned();
+    let reload = hooks.reload.clone();
     // The managers spawn tasks: keep a runtime handle for the blocking worker.
     let runtime = tokio::runtime::Handle::current();
     run_blocking(move || {
         let _entered = runtime.enter();
-        let config = manager
-            .reload_from_file(&path)
-            .map_err(|error| ApiError::Internal(format!("failed to reload config: {error}")))?;
-        // Rules reload like on SIGHUP; a bad rule file keeps the previous rules.
-        if let Some(rule_manager) = rule_manager {
-            rule_manager
-                .reload(crate::rules::RuleSettings::from_config(&config, &path))
-                .map_err(|errors| {
-                    let reasons: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                    ApiError::Internal(format!(
-                        "failed to reload rule files: {}",
-                        reasons.join("; ")
-                    ))
-                })?;
-        }
-        Ok(())
+        reload(&path).map_err(ApiError::Internal)
     })
     .await?;
     Ok(StatusCode::OK.into_response())
