@@ -3,6 +3,7 @@
 //! work; until then `--config.file` is accepted and checked to exist.
 
 pub mod file;
+pub mod matcher;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
