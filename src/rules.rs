@@ -415,3 +415,77 @@ fn generator_url(external_url: &str, expr: &str) -> String {
         external_url.trim_end_matches('/')
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Labels;
+    use alerting::AlertTemplateContext;
+
+    const GROUP: &str = "groups:\n  - name: g\n    interval: 30s\n    rules:\n      - alert: HighLoad\n        expr: load > 1\n        for: 1m\n        labels: {severity: page}\n        annotations: {summary: 'load is {{ $value }}'}\n";
+
+    fn evaluate(group: &mut Group, ts: Timestamp, value: Option<f64>) {
+        let Rule::Alerting(rule) = &mut group.rules[0].rule else {
+            panic!("the group holds one alerting rule");
+        };
+        let context = AlertTemplateContext {
+            external_labels: &[],
+            external_url: "",
+            query: None,
+        };
+        let result = value
+            .map(|value| {
+                vec![(
+                    Labels::from_pairs([("__name__", "load"), ("instance", "a")]),
+                    value,
+                )]
+            })
+            .unwrap_or_default();
+        rule.evaluate(ts, result, 0, &context).unwrap();
+    }
+
+    #[test]
+    fn outgoing_alerts_hold_back_pending_then_send_firing_and_resolved() {
+        let file = parse_rule_file("load.yml", GROUP).unwrap();
+        let mut group = Group::new(&file.groups[0], 60_000);
+        let url = "http://guardia.example:9099";
+
+        evaluate(&mut group, 0, Some(2.0));
+        assert!(
+            outgoing_alerts(&group, 0, url).is_empty(),
+            "pending alerts are not sent"
+        );
+
+        evaluate(&mut group, 60_000, Some(3.0));
+        let firing = outgoing_alerts(&group, 60_000, url);
+        assert_eq!(firing.len(), 1);
+        let alert = &firing[0];
+        assert!(!alert.resolved);
+        assert_eq!(alert.labels.get("alertname"), Some("HighLoad"));
+        assert_eq!(alert.labels.get("severity"), Some("page"));
+        assert_eq!(alert.annotations.get("summary"), Some("load is 3"));
+        assert_eq!((alert.starts_at, alert.fired_at), (0, Some(60_000)));
+        // Four times the larger of the 1 m resend delay and the 30 s interval.
+        assert_eq!(alert.ends_at, 60_000 + 4 * 60_000);
+        assert_eq!(
+            alert.generator_url,
+            "http://guardia.example:9099/graph?g0.expr=load%20%3E%201&g0.tab=1"
+        );
+
+        evaluate(&mut group, 90_000, None);
+        let resolved = outgoing_alerts(&group, 90_000, url);
+        assert_eq!(resolved.len(), 1);
+        assert!(resolved[0].resolved);
+        assert_eq!(resolved[0].ends_at, 90_000);
+
+        // Kept (and re-sent) for the resolved retention, then gone.
+        evaluate(
+            &mut group,
+            90_000 + alerting::RESOLVED_RETENTION_MS + 1,
+            None,
+        );
+        assert!(
+            outgoing_alerts(&group, 90_000 + alerting::RESOLVED_RETENTION_MS + 1, url).is_empty()
+        );
+    }
+}
