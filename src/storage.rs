@@ -108,6 +108,12 @@ pub trait Appender {
         let _ = delay;
     }
 
+    /// Room for `samples` more samples, when the caller knows the batch
+    /// size (a scrape: about the last one's); saves regrowing it.
+    fn reserve(&mut self, samples: usize) {
+        let _ = samples;
+    }
+
     /// Makes the batch durable (fsync'd) and visible, then reports what was
     /// stored. Blocks the calling thread; call it off the async runtime.
     fn commit(self: Box<Self>) -> Result<CommitOutcome, StorageError>;

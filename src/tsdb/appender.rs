@@ -175,6 +175,10 @@ impl Appender for TsdbAppender<'_> {
         self.batch.commit_within = delay;
     }
 
+    fn reserve(&mut self, samples: usize) {
+        self.batch.samples.reserve(samples);
+    }
+
     fn len(&self) -> usize {
         self.batch.samples.len()
     }
