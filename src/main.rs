@@ -356,6 +356,36 @@ fn limit_malloc_arenas() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn limit_malloc_arenas() {}
 
+/// How often freed heap pages are handed back to the kernel.
+const MALLOC_TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// glibc returns freed memory to the kernel only from the top of the heap;
+/// pages freed in the middle stay resident. Scraping frees a body, a batch
+/// and parse scratch per target and interval between long-lived head
+/// allocations, and in the scrape benchmark a fifth of the RSS was such
+/// free pages (152 → 122 MiB after one `malloc_trim`). A trim every few
+/// seconds walks the free lists and releases whole free pages.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn start_malloc_trimmer() {
+    let started = std::thread::Builder::new()
+        .name("guardia-malloc-trim".to_string())
+        .spawn(|| {
+            loop {
+                std::thread::sleep(MALLOC_TRIM_INTERVAL);
+                // SAFETY: malloc_trim only takes glibc's allocator locks.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
+            }
+        });
+    if let Err(error) = started {
+        tracing::warn!(%error, "cannot start the malloc trim thread");
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn start_malloc_trimmer() {}
+
 fn main() -> anyhow::Result<()> {
     limit_malloc_arenas();
     let cli = Cli::parse();
@@ -379,6 +409,7 @@ fn main() -> anyhow::Result<()> {
         listen_address = %settings.listen_address,
         "starting guardia"
     );
+    start_malloc_trimmer();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -99,6 +99,21 @@ pub trait Appender {
         self.len() == 0
     }
 
+    /// Lets the store hold this batch back up to `delay` before committing,
+    /// so batches arriving within that time share one transaction and one
+    /// fsync. For writers that can wait (a scrape loop: its next scrape does
+    /// not depend on this one); durability and all-or-nothing are unchanged,
+    /// `commit` still returns only after the fsync. Default: no wait.
+    fn allow_commit_delay(&mut self, delay: std::time::Duration) {
+        let _ = delay;
+    }
+
+    /// Room for `samples` more samples, when the caller knows the batch
+    /// size (a scrape: about the last one's); saves regrowing it.
+    fn reserve(&mut self, samples: usize) {
+        let _ = samples;
+    }
+
     /// Makes the batch durable (fsync'd) and visible, then reports what was
     /// stored. Blocks the calling thread; call it off the async runtime.
     fn commit(self: Box<Self>) -> Result<CommitOutcome, StorageError>;

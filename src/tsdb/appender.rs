@@ -171,6 +171,14 @@ impl Appender for TsdbAppender<'_> {
             .push((metric.to_string(), metadata.clone()));
     }
 
+    fn allow_commit_delay(&mut self, delay: std::time::Duration) {
+        self.batch.commit_within = delay;
+    }
+
+    fn reserve(&mut self, samples: usize) {
+        self.batch.samples.reserve(samples);
+    }
+
     fn len(&self) -> usize {
         self.batch.samples.len()
     }

@@ -15,7 +15,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableTable, WriteTransaction};
@@ -63,6 +63,9 @@ pub struct Batch {
     /// Label sets the appender did not find in the head, with their hash.
     pub new_series: Vec<(u64, Labels)>,
     pub metadata: Vec<(String, MetricMetadata)>,
+    /// How long the batch may wait for others to share its commit (see
+    /// `Appender::allow_commit_delay`); zero commits with whatever is queued.
+    pub commit_within: Duration,
 }
 
 pub type CommitReply = SyncSender<Result<CommitOutcome, StorageError>>;
@@ -346,23 +349,7 @@ impl CommitThread {
             };
             match message {
                 Message::Commit(batch, reply) => {
-                    let mut group_samples = batch.samples.len();
-                    let mut group = vec![(batch, reply)];
-                    let mut deferred = None;
-                    while group_samples < MAX_GROUP_SAMPLES {
-                        match self.receiver.try_recv() {
-                            Ok(Message::Commit(batch, reply)) => {
-                                group_samples += batch.samples.len();
-                                group.push((batch, reply));
-                            }
-                            Ok(other) => {
-                                // Keep order: handle it after this group.
-                                deferred = Some(other);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
+                    let (group, deferred) = self.gather_group(batch, reply);
                     self.commit_group(group);
                     if let Some(other) = deferred
                         && !self.handle_control(other)
@@ -377,6 +364,48 @@ impl CommitThread {
                 }
             }
         }
+    }
+
+    /// Collects the commits to make together with `first`: everything
+    /// already queued, and, while every batch so far allows a delay, what
+    /// arrives before the earliest of their deadlines. Scrapes are spread
+    /// over the interval, so without the wait each one paid a transaction
+    /// and an fsync of its own (the largest cost of scraping); a batch
+    /// without a delay (a push) ends the wait. Also returns a control
+    /// message that arrived meanwhile, to handle after the group (order kept).
+    fn gather_group(
+        &mut self,
+        first: Batch,
+        first_reply: CommitReply,
+    ) -> (Vec<(Batch, CommitReply)>, Option<Message>) {
+        let mut deadline = Instant::now() + first.commit_within;
+        let mut group_samples = first.samples.len();
+        let mut group = vec![(first, first_reply)];
+        while group_samples < MAX_GROUP_SAMPLES {
+            let received = match self.receiver.try_recv() {
+                Ok(message) => message,
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    match self.receiver.recv_timeout(deadline - now) {
+                        Ok(message) => message,
+                        Err(_) => break,
+                    }
+                }
+            };
+            match received {
+                Message::Commit(batch, reply) => {
+                    deadline = deadline.min(Instant::now() + batch.commit_within);
+                    group_samples += batch.samples.len();
+                    group.push((batch, reply));
+                }
+                other => return (group, Some(other)),
+            }
+        }
+        (group, None)
     }
 
     /// Handles a non-commit message; false means stop.
@@ -1390,5 +1419,75 @@ mod tests {
         assert_eq!(sealed[0].maxt, PARTITION_MS - 1);
         assert_eq!(open.mint(), Some(PARTITION_MS));
         assert_eq!(open.len(), 2);
+    }
+
+    /// Commits one sample of `series` at `t`, allowing `delay`.
+    fn commit_one(
+        tsdb: &crate::tsdb::Tsdb,
+        series: &str,
+        t: Timestamp,
+        delay: Duration,
+    ) -> Result<CommitOutcome, StorageError> {
+        use crate::storage::Appendable;
+        let mut appender = tsdb.appender();
+        appender.allow_commit_delay(delay);
+        appender.append(&[("__name__", "gathered"), ("series", series)], t, 1.0)?;
+        appender.commit()
+    }
+
+    #[test]
+    fn batches_allowing_a_delay_share_one_commit() {
+        let directory = tempfile::tempdir().unwrap();
+        let tsdb = crate::tsdb::Tsdb::open(directory.path(), crate::tsdb::Options::default())
+            .expect("open store");
+        let before = tsdb.stats();
+        // Whichever arrives first waits for the other: one transaction, one fsync.
+        std::thread::scope(|scope| {
+            let waiters: Vec<_> = ["a", "b"]
+                .into_iter()
+                .map(|series| {
+                    let tsdb = &tsdb;
+                    scope.spawn(move || commit_one(tsdb, series, 1000, Duration::from_secs(3)))
+                })
+                .collect();
+            for waiter in waiters {
+                let outcome = waiter.join().unwrap().expect("commit");
+                assert_eq!(outcome.samples_appended, 1);
+            }
+        });
+        let after = tsdb.stats();
+        assert_eq!(after.batches - before.batches, 2);
+        assert_eq!(after.commits - before.commits, 1, "{after:?}");
+        assert_eq!(after.series, 2);
+    }
+
+    #[test]
+    fn a_batch_without_delay_ends_the_wait_of_a_delayed_one() {
+        let directory = tempfile::tempdir().unwrap();
+        let tsdb = crate::tsdb::Tsdb::open(directory.path(), crate::tsdb::Options::default())
+            .expect("open store");
+        let (done_sender, done) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            let tsdb_for_waiter = &tsdb;
+            scope.spawn(move || {
+                let outcome =
+                    commit_one(tsdb_for_waiter, "patient", 1000, Duration::from_secs(3600));
+                let _ = done_sender.send(outcome);
+            });
+            // Pushes keep coming (a first one may beat the delayed batch to
+            // the queue and commit alone); the next one ends the wait.
+            let mut push_time = 1000;
+            let outcome = loop {
+                commit_one(&tsdb, "push", push_time, Duration::ZERO).expect("push commit");
+                push_time += 1;
+                match done.recv_timeout(Duration::from_millis(100)) {
+                    Ok(outcome) => break outcome,
+                    Err(_) => assert!(push_time < 1000 + 600, "the delayed batch never committed"),
+                }
+            };
+            assert_eq!(outcome.expect("delayed commit").samples_appended, 1);
+        });
+        let stats = tsdb.stats();
+        assert!(stats.commits < stats.batches, "{stats:?}");
     }
 }
