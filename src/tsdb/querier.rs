@@ -147,8 +147,7 @@ impl<'a> TsdbQuerier<'a> {
                 .begin_read()
                 .context("beginning a read transaction")?;
             let slots = self.matching_slots(&head, mint, maxt, matchers);
-            let two_cores =
-                std::thread::available_parallelism().is_ok_and(|cores| cores.get() > 1);
+            let two_cores = std::thread::available_parallelism().is_ok_and(|cores| cores.get() > 1);
             let selected = if slots.len() >= PARALLEL_SELECT_MIN_SERIES && two_cores {
                 // Two threads under one read lock: halves the time the
                 // commit thread may wait for it.
@@ -273,7 +272,13 @@ impl<'a> TsdbQuerier<'a> {
         stored_chunks.jobs.sort_by_key(|job| job.index);
 
         let finish = |entries: &mut [Selected], first_index: usize, jobs: &[ChunkJob]| {
-            finish_series(entries, first_index, jobs, &stored_chunks.bytes, latest_only)
+            finish_series(
+                entries,
+                first_index,
+                jobs,
+                &stored_chunks.bytes,
+                latest_only,
+            )
         };
         let two_cores = std::thread::available_parallelism().is_ok_and(|cores| cores.get() > 1);
         let mut result = if selected.len() >= PARALLEL_SELECT_MIN_SERIES && two_cores {
@@ -439,7 +444,10 @@ fn finish_series(
     for (position, entry) in entries.iter_mut().enumerate() {
         let index = first_index + position;
         let series_jobs_start = cursor;
-        while jobs.get(cursor).is_some_and(|job| job.index as usize == index) {
+        while jobs
+            .get(cursor)
+            .is_some_and(|job| job.index as usize == index)
+        {
             cursor += 1;
         }
         let series_jobs = &jobs[series_jobs_start..cursor];
