@@ -329,8 +329,10 @@ impl<'a> Evaluator<'a> {
                 result.extend(series);
             }
         }
-        // Storage answers sorted by labels; only `or` groups need merging.
-        if several_groups || !result.is_sorted_by(|a, b| a.labels <= b.labels) {
+        // Storage answers sorted by labels (the `Querier` contract); only
+        // `or` groups need merging.
+        debug_assert!(several_groups || result.is_sorted_by(|a, b| a.labels <= b.labels));
+        if several_groups {
             result.sort_by(|a, b| a.labels.cmp(&b.labels));
             result.dedup_by(|later, earlier| later.labels == earlier.labels);
         }

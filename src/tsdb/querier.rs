@@ -147,8 +147,7 @@ impl<'a> TsdbQuerier<'a> {
                 .begin_read()
                 .context("beginning a read transaction")?;
             let slots = self.matching_slots(&head, mint, maxt, matchers);
-            let two_cores = std::thread::available_parallelism().is_ok_and(|cores| cores.get() > 1);
-            let selected = if slots.len() >= PARALLEL_SELECT_MIN_SERIES && two_cores {
+            let selected = if slots.len() >= PARALLEL_SELECT_MIN_SERIES && two_cores() {
                 // Two threads under one read lock: halves the time the
                 // commit thread may wait for it.
                 let (first_slots, second_slots) = slots.split_at(slots.len() / 2);
@@ -280,8 +279,7 @@ impl<'a> TsdbQuerier<'a> {
                 latest_only,
             )
         };
-        let two_cores = std::thread::available_parallelism().is_ok_and(|cores| cores.get() > 1);
-        let mut result = if selected.len() >= PARALLEL_SELECT_MIN_SERIES && two_cores {
+        let mut result = if selected.len() >= PARALLEL_SELECT_MIN_SERIES && two_cores() {
             let middle = selected.len() / 2;
             let jobs_middle = stored_chunks
                 .jobs
@@ -363,6 +361,14 @@ impl<'a> TsdbQuerier<'a> {
         }
         selected
     }
+}
+
+/// Whether a second core is there to share a selection's work. Asked once:
+/// the answer can take reading cgroup files.
+fn two_cores() -> bool {
+    static TWO_CORES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TWO_CORES
+        .get_or_init(|| std::thread::available_parallelism().is_ok_and(|cores| cores.get() > 1))
 }
 
 /// Below this many selected series, decoding runs on the calling thread
@@ -500,8 +506,7 @@ const PARALLEL_SORT_MIN_SERIES: usize = 2048;
 /// order as one sort (comparing label sets is most of a wide selection's
 /// cost once the samples are read).
 fn sort_series_by_labels(series: &mut Vec<Series>) {
-    let two_cores = std::thread::available_parallelism().is_ok_and(|cores| cores.get() > 1);
-    if series.len() < PARALLEL_SORT_MIN_SERIES || !two_cores {
+    if series.len() < PARALLEL_SORT_MIN_SERIES || !two_cores() {
         series.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
         return;
     }
