@@ -450,6 +450,9 @@ const PARALLEL_RATE_MIN_SERIES: usize = 256;
 /// memory held for the computed columns before they are handed out in order.
 const PARALLEL_RATE_BLOCK_SERIES: usize = 2048;
 
+/// Receives a series' labels and its rate-family values and presence per step.
+type RateSink<'a> = dyn FnMut(&Labels, &[f64], &[bool]) + 'a;
+
 /// Per-thread scratch buffers of the per-series rate computation.
 #[derive(Default)]
 struct RateScratch {
@@ -652,7 +655,7 @@ fn for_each_rate_series(
     let mut note = |series_index: usize,
                     one: &Series,
                     computed: &SeriesRatePoints,
-                    sink: &mut dyn FnMut(&Labels, &[f64], &[bool])| {
+                    sink: &mut RateSink<'_>| {
         if checks_counter
             && let Some(step_index) = computed.first_non_empty
             && let Some(metric) = one.labels.get(METRIC_NAME)

@@ -446,6 +446,7 @@ fn finish_series(
     latest_only: bool,
 ) -> Result<Vec<Series>, TsdbError> {
     let mut result = Vec::with_capacity(entries.len());
+    let mut edge_buffer: Vec<Sample> = Vec::new();
     let mut cursor = 0usize;
     for (position, entry) in entries.iter_mut().enumerate() {
         let index = first_index + position;
@@ -461,21 +462,25 @@ fn finish_series(
         let mut samples = std::mem::take(&mut entry.samples);
         samples.reserve(announced + entry.head_samples.len());
         for job in series_jobs {
-            let before = samples.len();
             let encoded = bytes.get(job.start..job.end).unwrap_or_default();
-            chunk::decode_into(encoded, &mut samples).map_err(|error| {
+            let decoded_into = if job.inside {
+                &mut samples
+            } else {
+                // A chunk at an edge of the range: decoded aside, then
+                // only the samples inside the range are kept.
+                edge_buffer.clear();
+                &mut edge_buffer
+            };
+            chunk::decode_into(encoded, decoded_into).map_err(|error| {
                 TsdbError::Corrupt(format!("chunk of series {}: {error}", entry.series_id))
             })?;
             if !job.inside {
-                let mut kept = before;
-                for read in before..samples.len() {
-                    let sample = samples[read];
-                    if sample.t >= job.mint && sample.t <= job.maxt {
-                        samples[kept] = sample;
-                        kept += 1;
-                    }
-                }
-                samples.truncate(kept);
+                samples.extend(
+                    edge_buffer
+                        .iter()
+                        .filter(|sample| sample.t >= job.mint && sample.t <= job.maxt)
+                        .copied(),
+                );
             }
         }
         samples.extend_from_slice(&entry.head_samples);
