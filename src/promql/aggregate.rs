@@ -427,3 +427,52 @@ pub(crate) fn mean(values: &[f64]) -> f64 {
 pub(crate) fn variance(values: &[f64]) -> f64 {
     fold_slice(FoldKind::Stdvar, values)
 }
+
+/// Group keys found by hashing the kept labels of a borrowed label set: a
+/// key's label set is allocated once, when its group first appears, never
+/// per member (a wide aggregation folds thousands of series into a few
+/// groups). Groups are numbered in order of first appearance.
+#[derive(Default)]
+pub(crate) struct LabelGroups {
+    /// Hash of a group's labels → the groups with that hash (almost always one).
+    by_hash: HashMap<u64, Vec<usize>>,
+    keys: Vec<Labels>,
+}
+
+impl LabelGroups {
+    /// The group of `labels` restricted to the labels `keep` accepts, and
+    /// whether this call created it.
+    pub(crate) fn group_of(
+        &mut self,
+        labels: &Labels,
+        keep: impl Fn(&Label) -> bool,
+    ) -> (usize, bool) {
+        let keep = |label: &Label| !label.value.is_empty() && keep(label);
+        let mut hasher = crate::model::LabelHasher::new();
+        for label in labels.iter().filter(|label| keep(label)) {
+            hasher.add(&label.name, &label.value);
+        }
+        let hash = hasher.finish();
+        let candidates = self.by_hash.entry(hash).or_default();
+        for &group in candidates.iter() {
+            if self.keys[group]
+                .iter()
+                .eq(labels.iter().filter(|label| keep(label)))
+            {
+                return (group, false);
+            }
+        }
+        let group = self.keys.len();
+        candidates.push(group);
+        // A subset of a canonical label set is canonical.
+        self.keys.push(Labels::new(
+            labels.iter().filter(|label| keep(label)).cloned().collect(),
+        ));
+        (group, true)
+    }
+
+    /// The group keys, by group number.
+    pub(crate) fn into_keys(self) -> Vec<Labels> {
+        self.keys
+    }
+}

@@ -68,6 +68,30 @@ fn node_key<T>(node: &T) -> usize {
     node as *const T as usize
 }
 
+/// Above this many selected series, an evaluator's selections are freed on
+/// a thread of their own: freeing tens of thousands of label strings and
+/// sample buffers takes milliseconds the query's answer need not wait for.
+const BACKGROUND_FREE_MIN_SERIES: usize = 2048;
+
+impl Drop for Evaluator<'_> {
+    fn drop(&mut self) {
+        let selections: Vec<Vec<Series>> = self
+            .selected
+            .drain()
+            .filter_map(|(_, series)| Rc::try_unwrap(series).ok())
+            .collect();
+        let total: usize = selections.iter().map(Vec::len).sum();
+        if total >= BACKGROUND_FREE_MIN_SERIES {
+            let spawned = std::thread::Builder::new()
+                .name("query-free".to_string())
+                .spawn(move || drop(selections));
+            // When no thread can be started, the failed spawn has dropped
+            // the closure and with it the selections: freed here instead.
+            drop(spawned);
+        }
+    }
+}
+
 impl<'a> Evaluator<'a> {
     pub fn new(
         querier: &'a dyn Querier,
@@ -305,8 +329,10 @@ impl<'a> Evaluator<'a> {
                 result.extend(series);
             }
         }
-        // Storage answers sorted by labels; only `or` groups need merging.
-        if several_groups || !result.is_sorted_by(|a, b| a.labels <= b.labels) {
+        // Storage answers sorted by labels (the `Querier` contract); only
+        // `or` groups need merging.
+        debug_assert!(several_groups || result.is_sorted_by(|a, b| a.labels <= b.labels));
+        if several_groups {
             result.sort_by(|a, b| a.labels.cmp(&b.labels));
             result.dedup_by(|later, earlier| later.labels == earlier.labels);
         }

@@ -26,11 +26,11 @@ use std::collections::HashMap;
 use promql_parser::parser::{AggregateExpr, BinaryExpr, Call, Expr, LabelModifier, VectorSelector};
 
 use super::QueryError;
-use super::aggregate::{FoldKind, RunningAggregate, kahan_sum, mean, variance};
+use super::aggregate::{FoldKind, LabelGroups, RunningAggregate, kahan_sum, mean, variance};
 use super::binary::{Cardinality, Matching, Operator, apply, result_labels};
 use super::durations::selector_modifier;
 use super::eval::{Evaluator, is_name_like, offset_ms};
-use super::functions::rate::{extrapolated_rate_checking_resets, instant_value};
+use super::functions::rate::{WindowShape, instant_value, window_increase};
 use super::value::Element;
 use crate::model::{Label, Labels, METRIC_NAME, Sample, is_stale_nan};
 use crate::storage::Series;
@@ -409,15 +409,27 @@ fn rate_columns(
     range: i64,
 ) -> Result<Columns, QueryError> {
     let mut out = Vec::new();
-    let infos = for_each_rate_series(evaluator, name, selector, range, |labels, points| {
-        out.push(ColumnSeries {
-            labels: labels.clone(),
-            drop_name: true,
-            points: points.to_vec(),
-            rank: None,
-            computed: true,
-        });
-    })?;
+    let times = step_times(evaluator);
+    let infos = for_each_rate_series(
+        evaluator,
+        name,
+        selector,
+        range,
+        |labels, values, present| {
+            out.push(ColumnSeries {
+                labels: labels.clone(),
+                drop_name: true,
+                points: values
+                    .iter()
+                    .zip(present)
+                    .zip(&times)
+                    .map(|((value, present), ts)| present.then_some((*ts, *value)))
+                    .collect(),
+                rank: None,
+                computed: true,
+            });
+        },
+    )?;
     Ok(Columns { series: out, infos })
 }
 
@@ -438,8 +450,8 @@ const PARALLEL_RATE_MIN_SERIES: usize = 256;
 /// memory held for the computed columns before they are handed out in order.
 const PARALLEL_RATE_BLOCK_SERIES: usize = 2048;
 
-/// A series' value at one step: the element's timestamp and value, if any.
-type StepPoint = Option<(i64, f64)>;
+/// Receives a series' labels and its rate-family values and presence per step.
+type RateSink<'a> = dyn FnMut(&Labels, &[f64], &[bool]) + 'a;
 
 /// Per-thread scratch buffers of the per-series rate computation.
 #[derive(Default)]
@@ -448,16 +460,21 @@ struct RateScratch {
     live_buffer: Vec<Sample>,
 }
 
-/// One series' rate-family values at every step.
+/// One series' rate-family values at every step (the value's timestamp is
+/// the step's). Values and presence are kept apart, 9 bytes a step instead
+/// of 24 for an `Option<(i64, f64)>`: a block of computed series then stays
+/// in the core's cache until it is folded.
 struct SeriesRatePoints {
-    points: Vec<Option<(i64, f64)>>,
+    values: Vec<f64>,
+    /// Per step: whether the function has a value there.
+    present: Vec<bool>,
     any: bool,
     /// The first step whose window holds a sample.
     first_non_empty: Option<usize>,
 }
 
 /// Computes a rate-family function of one series at every step into
-/// `points` (cleared first). Pure: reads nothing shared but its arguments,
+/// `computed` (cleared first). Pure: reads nothing shared but its arguments,
 /// so halves of the selected series can be computed on different threads.
 fn series_rate_points(
     one: &Series,
@@ -466,8 +483,8 @@ fn series_rate_points(
     range: i64,
     function: RateFunction,
     scratch: &mut RateScratch,
-    points: &mut Vec<Option<(i64, f64)>>,
-) -> (bool, Option<usize>) {
+    computed: &mut SeriesRatePoints,
+) {
     let RateScratch {
         resets_before,
         live_buffer,
@@ -490,10 +507,30 @@ fn series_rate_points(
         }
         resets_before.push(resets);
     }
-    points.clear();
+    let (is_counter, is_rate) = match function {
+        RateFunction::Rate => (true, true),
+        RateFunction::Increase => (true, false),
+        _ => (false, false),
+    };
+    let extrapolates = matches!(
+        function,
+        RateFunction::Rate | RateFunction::Increase | RateFunction::Delta
+    );
+    let SeriesRatePoints {
+        values,
+        present,
+        any,
+        first_non_empty,
+    } = computed;
+    values.clear();
+    present.clear();
+    *any = false;
+    *first_non_empty = None;
+    // The layout (offsets of the first and last sample from the window's
+    // edges, sample count) of the last window extrapolated, and its shape.
+    let mut cached_layout: Option<(i64, i64, usize)> = None;
+    let mut cached_shape: Option<WindowShape> = None;
     let (mut first, mut last) = (0usize, 0usize);
-    let mut first_non_empty: Option<usize> = None;
-    let mut any = false;
     for (step_index, ts) in times.iter().enumerate() {
         let window_end = ts - offset;
         let window_start = window_end - range;
@@ -504,43 +541,71 @@ fn series_rate_points(
             last += 1;
         }
         if first >= last {
-            points.push(None);
+            values.push(0.0);
+            present.push(false);
             continue;
         }
         if first_non_empty.is_none() {
-            first_non_empty = Some(step_index);
+            *first_non_empty = Some(step_index);
         }
         let window = &live[first..last];
-        // Resets at pairs (j - 1, j) with first < j < last.
-        let may_have_resets = resets_before[last] != resets_before[first + 1];
-        let value = match function {
-            RateFunction::Rate => extrapolated_rate_checking_resets(
-                window,
-                window_end,
-                range,
-                true,
-                true,
-                may_have_resets,
-            ),
-            RateFunction::Increase => extrapolated_rate_checking_resets(
-                window,
-                window_end,
-                range,
-                true,
-                false,
-                may_have_resets,
-            ),
-            RateFunction::Delta => {
-                extrapolated_rate_checking_resets(window, window_end, range, false, false, false)
+        let value = if extrapolates {
+            if window.len() < 2 {
+                None
+            } else {
+                let (first_sample, last_sample) = (window[0], window[window.len() - 1]);
+                // Resets at pairs (j - 1, j) with first < j < last.
+                let may_have_resets = is_counter && resets_before[last] != resets_before[first + 1];
+                let increase = window_increase(window, may_have_resets);
+                let layout = (
+                    first_sample.t - window_start,
+                    window_end - last_sample.t,
+                    window.len(),
+                );
+                let shape = match cached_shape {
+                    Some(shape) if cached_layout == Some(layout) => shape,
+                    _ => {
+                        let shape = WindowShape::new(
+                            first_sample.t,
+                            last_sample.t,
+                            window.len(),
+                            window_end,
+                            range,
+                            is_rate,
+                        );
+                        cached_layout = Some(layout);
+                        cached_shape = Some(shape);
+                        shape
+                    }
+                };
+                Some(shape.extrapolate(increase, first_sample.v, range, is_counter, is_rate))
             }
-            RateFunction::Irate => instant_value(window, true),
-            RateFunction::Idelta => instant_value(window, false),
+        } else {
+            instant_value(window, matches!(function, RateFunction::Irate))
         };
-        let point = value.map(|v| (*ts, v));
-        any |= point.is_some();
-        points.push(point);
+        match value {
+            Some(value) => {
+                values.push(value);
+                present.push(true);
+                *any = true;
+            }
+            None => {
+                values.push(0.0);
+                present.push(false);
+            }
+        }
     }
-    (any, first_non_empty)
+}
+
+impl SeriesRatePoints {
+    fn with_steps(steps: usize) -> SeriesRatePoints {
+        SeriesRatePoints {
+            values: Vec::with_capacity(steps),
+            present: Vec::with_capacity(steps),
+            any: false,
+            first_non_empty: None,
+        }
+    }
 }
 
 /// Computes every series of `block` into `out`, reusing `out`'s buffers.
@@ -553,23 +618,9 @@ fn block_rate_points(
     scratch: &mut RateScratch,
     out: &mut Vec<SeriesRatePoints>,
 ) {
-    out.resize_with(block.len(), || SeriesRatePoints {
-        points: Vec::with_capacity(times.len()),
-        any: false,
-        first_non_empty: None,
-    });
+    out.resize_with(block.len(), || SeriesRatePoints::with_steps(times.len()));
     for (one, computed) in block.iter().zip(out.iter_mut()) {
-        let (any, first_non_empty) = series_rate_points(
-            one,
-            times,
-            offset,
-            range,
-            function,
-            scratch,
-            &mut computed.points,
-        );
-        computed.any = any;
-        computed.first_non_empty = first_non_empty;
+        series_rate_points(one, times, offset, range, function, scratch, computed);
     }
 }
 
@@ -585,7 +636,7 @@ fn for_each_rate_series(
     name: &str,
     selector: &VectorSelector,
     range: i64,
-    mut sink: impl FnMut(&Labels, &[Option<(i64, f64)>]),
+    mut sink: impl FnMut(&Labels, &[f64], &[bool]),
 ) -> Result<Vec<(usize, String)>, QueryError> {
     let series = evaluator.select(selector)?;
     let times = step_times(evaluator);
@@ -604,7 +655,7 @@ fn for_each_rate_series(
     let mut note = |series_index: usize,
                     one: &Series,
                     computed: &SeriesRatePoints,
-                    sink: &mut dyn FnMut(&Labels, &[StepPoint])| {
+                    sink: &mut RateSink<'_>| {
         if checks_counter
             && let Some(step_index) = computed.first_non_empty
             && let Some(metric) = one.labels.get(METRIC_NAME)
@@ -615,7 +666,7 @@ fn for_each_rate_series(
             not_counter.push((step_index, series_index, metric.to_string()));
         }
         if computed.any {
-            sink(&one.labels, &computed.points);
+            sink(&one.labels, &computed.values, &computed.present);
         }
     };
     let use_two_threads = series.len() >= PARALLEL_RATE_MIN_SERIES
@@ -665,24 +716,18 @@ fn for_each_rate_series(
         }
     } else {
         let mut scratch = RateScratch::default();
-        let mut computed = SeriesRatePoints {
-            points: Vec::with_capacity(times.len()),
-            any: false,
-            first_non_empty: None,
-        };
+        let mut computed = SeriesRatePoints::with_steps(times.len());
         for (series_index, one) in series.iter().enumerate() {
             evaluator.check_deadline()?;
-            let (any, first_non_empty) = series_rate_points(
+            series_rate_points(
                 one,
                 &times,
                 offset,
                 range,
                 function,
                 &mut scratch,
-                &mut computed.points,
+                &mut computed,
             );
-            computed.any = any;
-            computed.first_non_empty = first_non_empty;
             note(series_index, one, &computed, &mut sink);
         }
     }
@@ -702,19 +747,13 @@ fn for_each_rate_series(
     Ok(infos)
 }
 
-fn group_labels(labels: &Labels, without: bool, names: &[String]) -> Labels {
-    let kept: Vec<Label> = labels
-        .iter()
-        .filter(|label| {
-            if without {
-                !is_name_like(&label.name) && !names.contains(&label.name)
-            } else {
-                names.contains(&label.name)
-            }
-        })
-        .cloned()
-        .collect();
-    Labels::new(kept)
+/// Whether a label is part of the group key of a `by`/`without` aggregation.
+fn kept_in_group(label: &Label, without: bool, names: &[String]) -> bool {
+    if without {
+        !is_name_like(&label.name) && !names.contains(&label.name)
+    } else {
+        names.contains(&label.name)
+    }
 }
 
 fn aggregate_columns(
@@ -746,22 +785,17 @@ fn aggregate_columns(
         return Ok(None);
     };
     let steps = step_times(evaluator).len();
-    let mut index_by_group: HashMap<Labels, usize> = HashMap::new();
-    let mut group_keys: Vec<Labels> = Vec::new();
+    let mut groups = LabelGroups::default();
     let mut members: Vec<Vec<usize>> = Vec::new();
     for (series_index, one) in input.series.iter().enumerate() {
-        let key = group_labels(&one.labels, without, names);
-        let group = match index_by_group.get(&key) {
-            Some(group) => *group,
-            None => {
-                index_by_group.insert(key.clone(), group_keys.len());
-                group_keys.push(key);
-                members.push(Vec::new());
-                group_keys.len() - 1
-            }
-        };
+        let (group, created) =
+            groups.group_of(&one.labels, |label| kept_in_group(label, without, names));
+        if created {
+            members.push(Vec::new());
+        }
         members[group].push(series_index);
     }
+    let group_keys = groups.into_keys();
     // The input's step order: a series' position in the step vector.
     let input_rank = |series_index: usize, step_index: usize| -> u32 {
         match &input.series[series_index].rank {
@@ -933,38 +967,40 @@ fn fused_rate_aggregate(
     names: &[String],
 ) -> Result<Columns, QueryError> {
     let steps = step_times(evaluator).len();
-    let mut index_by_group: HashMap<Labels, usize> = HashMap::new();
-    let mut group_keys: Vec<Labels> = Vec::new();
+    let mut groups = LabelGroups::default();
     let mut accumulators: Vec<RunningAggregate> = Vec::new();
     let mut first_member: Vec<u32> = Vec::new();
     let mut series_index = 0u32;
-    let infos = for_each_rate_series(evaluator, function, selector, range, |labels, points| {
-        let key = group_labels(labels, without, names);
-        let group = match index_by_group.get(&key) {
-            Some(group) => *group,
-            None => {
-                index_by_group.insert(key.clone(), group_keys.len());
-                group_keys.push(key);
+    let infos = for_each_rate_series(
+        evaluator,
+        function,
+        selector,
+        range,
+        |labels, values, present| {
+            let (group, created) =
+                groups.group_of(labels, |label| kept_in_group(label, without, names));
+            if created {
                 accumulators.resize(accumulators.len() + steps, RunningAggregate::default());
                 first_member.resize(first_member.len() + steps, u32::MAX);
-                group_keys.len() - 1
             }
-        };
-        let base = group * steps;
-        for ((point, accumulator), first) in points
-            .iter()
-            .zip(accumulators[base..base + steps].iter_mut())
-            .zip(first_member[base..base + steps].iter_mut())
-        {
-            if let Some((_, value)) = point {
-                accumulator.add(kind, *value);
-                if *first == u32::MAX {
-                    *first = series_index;
+            let base = group * steps;
+            for (((value, present), accumulator), first) in values
+                .iter()
+                .zip(present)
+                .zip(accumulators[base..base + steps].iter_mut())
+                .zip(first_member[base..base + steps].iter_mut())
+            {
+                if *present {
+                    accumulator.add(kind, *value);
+                    if *first == u32::MAX {
+                        *first = series_index;
+                    }
                 }
             }
-        }
-        series_index += 1;
-    })?;
+            series_index += 1;
+        },
+    )?;
+    let group_keys = groups.into_keys();
     let mut out = Vec::with_capacity(group_keys.len());
     for (group, key) in group_keys.into_iter().enumerate() {
         let base = group * steps;

@@ -44,10 +44,14 @@ pub struct TsdbQuerier<'a> {
 
 struct Selected {
     series_id: u64,
-    labels: Labels,
+    /// The label set as the head encodes it; decoded off the head lock.
+    encoded_labels: Box<[u8]>,
     /// Newest visible sample time of this series.
     cap: Timestamp,
+    /// Stored samples (blocks, then chunks) in the range.
     samples: Vec<Sample>,
+    /// The open head chunk's samples in the range.
+    head_samples: Vec<Sample>,
     /// Nothing older is needed from stored chunks (latest-only selection
     /// answered from the head chunk).
     complete: bool,
@@ -122,6 +126,13 @@ impl<'a> TsdbQuerier<'a> {
     /// With `latest_only`, each series keeps only its newest sample in the
     /// range; a series whose open chunk holds that sample is answered from
     /// the chunk's last sample without decoding and without reading redb.
+    ///
+    /// Three phases keep the head lock short and let two threads share the
+    /// decoding: under the lock, each selected series' encoded label set and
+    /// open-chunk samples are copied; then the stored chunks' bytes are
+    /// gathered from redb (one B-tree walk, copied so no redb guard crosses
+    /// a thread); last, each half of the series decodes its labels and
+    /// chunks and appends its head samples on its own thread.
     fn select_series(
         &self,
         mint: Timestamp,
@@ -136,46 +147,26 @@ impl<'a> TsdbQuerier<'a> {
                 .begin_read()
                 .context("beginning a read transaction")?;
             let slots = self.matching_slots(&head, mint, maxt, matchers);
-            let mut selected = Vec::with_capacity(slots.len());
-            for slot in slots {
-                let Some(series) = head.series(slot) else {
-                    continue;
-                };
-                let cap = self.visible_newest[slot as usize];
-                let upper = maxt.min(cap);
-                let mut samples = Vec::new();
-                let mut complete = false;
-                if let (Some(chunk_mint), Some(newest)) = (series.chunk.mint(), series.chunk.last())
-                {
-                    if latest_only && newest.t <= upper {
-                        // The chunk's last sample is the series' newest one.
-                        if newest.t >= mint {
-                            samples.push(newest);
-                        }
-                        complete = true;
-                    } else if newest.t >= mint && chunk_mint <= upper {
-                        samples = series.chunk.samples();
-                        samples.retain(|sample| sample.t >= mint && sample.t <= upper);
-                        if latest_only && chunk_mint <= upper {
-                            // Older chunks hold only older samples.
-                            let newest_in_range = samples.last().copied();
-                            samples.clear();
-                            samples.extend(newest_in_range);
-                            complete = true;
-                        }
-                    }
-                }
-                if complete && samples.is_empty() {
-                    continue;
-                }
-                selected.push(Selected {
-                    series_id: series.id,
-                    labels: head.labels_of(slot),
-                    cap,
-                    samples,
-                    complete,
+            let selected = if slots.len() >= PARALLEL_SELECT_MIN_SERIES && two_cores() {
+                // Two threads under one read lock: halves the time the
+                // commit thread may wait for it.
+                let (first_slots, second_slots) = slots.split_at(slots.len() / 2);
+                let head: &Head = &head;
+                let (mut first, second) = std::thread::scope(|scope| {
+                    let second = scope.spawn(move || {
+                        self.copy_from_head(head, second_slots, mint, maxt, latest_only)
+                    });
+                    let first = self.copy_from_head(head, first_slots, mint, maxt, latest_only);
+                    (first, second.join())
                 });
-            }
+                match second {
+                    Ok(second) => first.extend(second),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+                first
+            } else {
+                self.copy_from_head(&head, &slots, mint, maxt, latest_only)
+            };
             let partitions: Vec<(Timestamp, PartitionSummary)> = head
                 .partitions
                 .range(partition_of(mint)..=partition_of(maxt))
@@ -190,74 +181,12 @@ impl<'a> TsdbQuerier<'a> {
                 .all(|pair| pair[0].series_id < pair[1].series_id)
         );
 
+        let mut stored_chunks = StoredChunks::default();
         let incomplete = selected.iter().filter(|entry| !entry.complete).count();
         if incomplete > 0 && !partitions.is_empty() {
-            let partitions = &partitions;
-            let chunks = transaction
-                .open_table(tables::CHUNKS)
-                .context("opening the chunks table")?;
-            for &(partition_start, summary) in partitions {
-                let scan_whole_partition =
-                    incomplete as u64 * PARTITION_SCAN_RATIO >= summary.chunks;
-                if scan_whole_partition {
-                    let lower = chunk_key(partition_start, 0, Timestamp::MIN);
-                    let upper = chunk_key(partition_start, u64::MAX, Timestamp::MAX);
-                    for entry in chunks
-                        .range(lower.as_slice()..=upper.as_slice())
-                        .context("scanning a partition")?
-                    {
-                        let (key, value) = entry.context("reading a chunk")?;
-                        let key = encoding::decode_chunk_key(key.value())
-                            .map_err(|error| TsdbError::Corrupt(format!("chunk key: {error}")))?;
-                        let Ok(index) =
-                            selected.binary_search_by_key(&key.series_id, |entry| entry.series_id)
-                        else {
-                            continue;
-                        };
-                        let target = &mut selected[index];
-                        if target.complete {
-                            continue;
-                        }
-                        read_chunk(
-                            key.mint,
-                            value.value(),
-                            mint,
-                            maxt.min(target.cap),
-                            &mut target.samples,
-                        )?;
-                    }
-                } else {
-                    for target in selected.iter_mut() {
-                        let upper_t = maxt.min(target.cap);
-                        if target.complete || upper_t < mint {
-                            continue;
-                        }
-                        let lower = chunk_key(partition_start, target.series_id, Timestamp::MIN);
-                        let upper = chunk_key(
-                            partition_start,
-                            target.series_id,
-                            upper_t.min(partition_start.saturating_add(PARTITION_MS)),
-                        );
-                        for entry in chunks
-                            .range(lower.as_slice()..=upper.as_slice())
-                            .context("reading chunks of a series")?
-                        {
-                            let (key, value) = entry.context("reading a chunk")?;
-                            let key = encoding::decode_chunk_key(key.value()).map_err(|error| {
-                                TsdbError::Corrupt(format!("chunk key: {error}"))
-                            })?;
-                            read_chunk(
-                                key.mint,
-                                value.value(),
-                                mint,
-                                upper_t,
-                                &mut target.samples,
-                            )?;
-                        }
-                    }
-                }
-            }
-            // Compacted partitions keep their samples in blocks.
+            // Compacted partitions keep their samples in blocks. They are
+            // the older partitions, so reading them before the loose chunks
+            // keeps samples in time order in the common case.
             let blocks = transaction
                 .open_table(tables::BLOCKS)
                 .context("opening the blocks table")?;
@@ -277,38 +206,304 @@ impl<'a> TsdbQuerier<'a> {
                     );
                 })?;
             }
+            let chunks = transaction
+                .open_table(tables::CHUNKS)
+                .context("opening the chunks table")?;
+            for &(partition_start, summary) in &partitions {
+                let scan_whole_partition =
+                    incomplete as u64 * PARTITION_SCAN_RATIO >= summary.chunks;
+                if scan_whole_partition {
+                    let lower = chunk_key(partition_start, 0, Timestamp::MIN);
+                    let upper = chunk_key(partition_start, u64::MAX, Timestamp::MAX);
+                    for entry in chunks
+                        .range(lower.as_slice()..=upper.as_slice())
+                        .context("scanning a partition")?
+                    {
+                        let (key, value) = entry.context("reading a chunk")?;
+                        let key = encoding::decode_chunk_key(key.value())
+                            .map_err(|error| TsdbError::Corrupt(format!("chunk key: {error}")))?;
+                        let Ok(index) =
+                            selected.binary_search_by_key(&key.series_id, |entry| entry.series_id)
+                        else {
+                            continue;
+                        };
+                        let target = &selected[index];
+                        if target.complete {
+                            continue;
+                        }
+                        stored_chunks.push(
+                            index,
+                            key.mint,
+                            value.value(),
+                            mint,
+                            maxt.min(target.cap),
+                        )?;
+                    }
+                } else {
+                    for (index, target) in selected.iter().enumerate() {
+                        let upper_t = maxt.min(target.cap);
+                        if target.complete || upper_t < mint {
+                            continue;
+                        }
+                        let lower = chunk_key(partition_start, target.series_id, Timestamp::MIN);
+                        let upper = chunk_key(
+                            partition_start,
+                            target.series_id,
+                            upper_t.min(partition_start.saturating_add(PARTITION_MS)),
+                        );
+                        for entry in chunks
+                            .range(lower.as_slice()..=upper.as_slice())
+                            .context("reading chunks of a series")?
+                        {
+                            let (key, value) = entry.context("reading a chunk")?;
+                            let key = encoding::decode_chunk_key(key.value()).map_err(|error| {
+                                TsdbError::Corrupt(format!("chunk key: {error}"))
+                            })?;
+                            stored_chunks.push(index, key.mint, value.value(), mint, upper_t)?;
+                        }
+                    }
+                }
+            }
         }
         drop(transaction);
+        // Each series' chunks together, in the order they were read (by
+        // partition, then by time within one): a stable sort keeps that.
+        stored_chunks.jobs.sort_by_key(|job| job.index);
 
-        let mut result = Vec::with_capacity(selected.len());
-        for mut entry in selected {
-            if entry.samples.is_empty() {
-                continue;
-            }
-            // Chunks arrive in time order, head samples first: a stable sort
-            // then keeps one sample per timestamp (the two copies of a
-            // just-sealed sample are bit-identical).
-            if !entry.samples.is_sorted_by(|a, b| a.t < b.t) {
-                entry.samples.sort_by_key(|sample| sample.t);
-                entry.samples.dedup_by_key(|sample| sample.t);
-            }
-            if latest_only && entry.samples.len() > 1 {
-                let newest = entry.samples.last().copied();
-                entry.samples.clear();
-                entry.samples.extend(newest);
-            }
-            result.push(Series {
-                labels: entry.labels,
-                samples: entry.samples,
+        let finish = |entries: &mut [Selected], first_index: usize, jobs: &[ChunkJob]| {
+            finish_series(
+                entries,
+                first_index,
+                jobs,
+                &stored_chunks.bytes,
+                latest_only,
+            )
+        };
+        let mut result = if selected.len() >= PARALLEL_SELECT_MIN_SERIES && two_cores() {
+            let middle = selected.len() / 2;
+            let jobs_middle = stored_chunks
+                .jobs
+                .partition_point(|job| (job.index as usize) < middle);
+            let (first_jobs, second_jobs) = stored_chunks.jobs.split_at(jobs_middle);
+            let (first_entries, second_entries) = selected.split_at_mut(middle);
+            let (first, second) = std::thread::scope(|scope| {
+                let finish = &finish;
+                let second = scope.spawn(move || finish(second_entries, middle, second_jobs));
+                let first = finish(first_entries, 0, first_jobs);
+                (first, second.join())
             });
-        }
+            let mut first = first?;
+            match second {
+                Ok(second) => first.extend(second?),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+            first
+        } else {
+            finish(&mut selected, 0, &stored_chunks.jobs)?
+        };
         sort_series_by_labels(&mut result);
         Ok(result)
     }
+
+    /// Copies, under the head lock, what each selected series needs from
+    /// the head: its encoded labels and its open chunk's samples in the
+    /// range (or, for `latest_only`, just the newest one when the open
+    /// chunk answers it).
+    fn copy_from_head(
+        &self,
+        head: &Head,
+        slots: &[SeriesSlot],
+        mint: Timestamp,
+        maxt: Timestamp,
+        latest_only: bool,
+    ) -> Vec<Selected> {
+        let mut selected = Vec::with_capacity(slots.len());
+        for &slot in slots {
+            let Some(series) = head.series(slot) else {
+                continue;
+            };
+            let cap = self.visible_newest[slot as usize];
+            let upper = maxt.min(cap);
+            let mut head_samples = Vec::new();
+            let mut complete = false;
+            if let (Some(chunk_mint), Some(newest)) = (series.chunk.mint(), series.chunk.last()) {
+                if latest_only && newest.t <= upper {
+                    // The chunk's last sample is the series' newest one.
+                    if newest.t >= mint {
+                        head_samples.push(newest);
+                    }
+                    complete = true;
+                } else if newest.t >= mint && chunk_mint <= upper {
+                    series.chunk.samples_into(&mut head_samples);
+                    if chunk_mint < mint || newest.t > upper {
+                        head_samples.retain(|sample| sample.t >= mint && sample.t <= upper);
+                    }
+                    if latest_only && chunk_mint <= upper {
+                        // Older chunks hold only older samples.
+                        let newest_in_range = head_samples.last().copied();
+                        head_samples.clear();
+                        head_samples.extend(newest_in_range);
+                        complete = true;
+                    }
+                }
+            }
+            if complete && head_samples.is_empty() {
+                continue;
+            }
+            selected.push(Selected {
+                series_id: series.id,
+                encoded_labels: series.labels.clone(),
+                cap,
+                samples: Vec::new(),
+                head_samples,
+                complete,
+            });
+        }
+        selected
+    }
+}
+
+/// Whether a second core is there to share a selection's work. Asked once:
+/// the answer can take reading cgroup files.
+fn two_cores() -> bool {
+    static TWO_CORES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TWO_CORES
+        .get_or_init(|| std::thread::available_parallelism().is_ok_and(|cores| cores.get() > 1))
+}
+
+/// Below this many selected series, decoding runs on the calling thread
+/// only: a spawned thread costs tens of microseconds.
+const PARALLEL_SELECT_MIN_SERIES: usize = 512;
+
+/// One stored chunk to decode for a selected series.
+struct ChunkJob {
+    /// Position of the series in the selection.
+    index: u32,
+    /// Where the chunk's encoded samples lie in `StoredChunks::bytes`.
+    start: usize,
+    end: usize,
+    /// Sample count from the chunk header, to size the output once.
+    count: u32,
+    /// Whether every sample of the chunk lies in the wanted range (no filter).
+    inside: bool,
+    /// The wanted range of the series.
+    mint: Timestamp,
+    maxt: Timestamp,
+}
+
+/// The stored chunks of a selection, copied out of the read transaction so
+/// that decoding can run on any thread.
+#[derive(Default)]
+struct StoredChunks {
+    jobs: Vec<ChunkJob>,
+    bytes: Vec<u8>,
+}
+
+impl StoredChunks {
+    /// Queues one stored chunk value of series `index` if it overlaps `[mint, maxt]`.
+    fn push(
+        &mut self,
+        index: usize,
+        chunk_mint: Timestamp,
+        value: &[u8],
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Result<(), TsdbError> {
+        let (chunk_maxt, count, encoded) = encoding::decode_chunk_value(value)
+            .map_err(|error| TsdbError::Corrupt(format!("chunk value: {error}")))?;
+        if chunk_maxt < mint || chunk_mint > maxt {
+            return Ok(());
+        }
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(encoded);
+        self.jobs.push(ChunkJob {
+            index: u32::try_from(index)
+                .map_err(|_| TsdbError::Corrupt("too many series selected".to_string()))?,
+            start,
+            end: self.bytes.len(),
+            count,
+            inside: chunk_mint >= mint && chunk_maxt <= maxt,
+            mint,
+            maxt,
+        });
+        Ok(())
+    }
+}
+
+/// Turns the selected series `entries` (the selection from position
+/// `first_index` on) into result series: decodes labels and the chunks of
+/// `jobs` (this range's, grouped by series in read order), then appends the
+/// head samples. Stored samples come first and the head holds the newest,
+/// so the samples are usually in order already; only when they overlap (a
+/// chunk just sealed is in both, or blocks and chunks interleave) are they
+/// sorted, and a stable sort then keeps one copy per timestamp (the copies
+/// of one sample are bit-identical).
+fn finish_series(
+    entries: &mut [Selected],
+    first_index: usize,
+    jobs: &[ChunkJob],
+    bytes: &[u8],
+    latest_only: bool,
+) -> Result<Vec<Series>, TsdbError> {
+    let mut result = Vec::with_capacity(entries.len());
+    let mut edge_buffer: Vec<Sample> = Vec::new();
+    let mut cursor = 0usize;
+    for (position, entry) in entries.iter_mut().enumerate() {
+        let index = first_index + position;
+        let series_jobs_start = cursor;
+        while jobs
+            .get(cursor)
+            .is_some_and(|job| job.index as usize == index)
+        {
+            cursor += 1;
+        }
+        let series_jobs = &jobs[series_jobs_start..cursor];
+        let announced: usize = series_jobs.iter().map(|job| job.count as usize).sum();
+        let mut samples = std::mem::take(&mut entry.samples);
+        samples.reserve(announced + entry.head_samples.len());
+        for job in series_jobs {
+            let encoded = bytes.get(job.start..job.end).unwrap_or_default();
+            let decoded_into = if job.inside {
+                &mut samples
+            } else {
+                // A chunk at an edge of the range: decoded aside, then
+                // only the samples inside the range are kept.
+                edge_buffer.clear();
+                &mut edge_buffer
+            };
+            chunk::decode_into(encoded, decoded_into).map_err(|error| {
+                TsdbError::Corrupt(format!("chunk of series {}: {error}", entry.series_id))
+            })?;
+            if !job.inside {
+                samples.extend(
+                    edge_buffer
+                        .iter()
+                        .filter(|sample| sample.t >= job.mint && sample.t <= job.maxt)
+                        .copied(),
+                );
+            }
+        }
+        samples.extend_from_slice(&entry.head_samples);
+        if samples.is_empty() {
+            continue;
+        }
+        if !samples.is_sorted_by(|a, b| a.t < b.t) {
+            samples.sort_by_key(|sample| sample.t);
+            samples.dedup_by_key(|sample| sample.t);
+        }
+        if latest_only && samples.len() > 1 {
+            let newest = samples.last().copied();
+            samples.clear();
+            samples.extend(newest);
+        }
+        let labels = encoding::decode_labels(&entry.encoded_labels).unwrap_or_default();
+        result.push(Series { labels, samples });
+    }
+    Ok(result)
 }
 
 /// Below this many series the label sort runs on the calling thread only.
-const PARALLEL_SORT_MIN_SERIES: usize = 8192;
+const PARALLEL_SORT_MIN_SERIES: usize = 2048;
 
 /// Sorts by label set. Label sets of distinct series differ, so the order is
 /// total and an unstable sort is exact; above a size threshold each half is
@@ -316,8 +511,7 @@ const PARALLEL_SORT_MIN_SERIES: usize = 8192;
 /// order as one sort (comparing label sets is most of a wide selection's
 /// cost once the samples are read).
 fn sort_series_by_labels(series: &mut Vec<Series>) {
-    let two_cores = std::thread::available_parallelism().is_ok_and(|cores| cores.get() > 1);
-    if series.len() < PARALLEL_SORT_MIN_SERIES || !two_cores {
+    if series.len() < PARALLEL_SORT_MIN_SERIES || !two_cores() {
         series.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
         return;
     }
@@ -345,29 +539,6 @@ fn sort_series_by_labels(series: &mut Vec<Series>) {
         };
         series.extend(next);
     }
-}
-
-/// Decodes one stored chunk into `out` if it overlaps `[mint, maxt]`.
-fn read_chunk(
-    chunk_mint: Timestamp,
-    value: &[u8],
-    mint: Timestamp,
-    maxt: Timestamp,
-    out: &mut Vec<Sample>,
-) -> Result<(), TsdbError> {
-    let (chunk_maxt, _count, encoded) = encoding::decode_chunk_value(value)
-        .map_err(|error| TsdbError::Corrupt(format!("chunk value: {error}")))?;
-    if chunk_maxt < mint || chunk_mint > maxt {
-        return Ok(());
-    }
-    let samples = chunk::decode(encoded)
-        .map_err(|error| TsdbError::Corrupt(format!("chunk at {chunk_mint}: {error}")))?;
-    out.extend(
-        samples
-            .into_iter()
-            .filter(|sample| sample.t >= mint && sample.t <= maxt),
-    );
-    Ok(())
 }
 
 impl Querier for TsdbQuerier<'_> {

@@ -3,12 +3,11 @@
 //! stored by guardia, so the native-only functions (`histogram_count`,
 //! `histogram_sum`, …) always return an empty vector.
 
-use std::collections::HashMap;
-
 use promql_parser::parser::Call;
 
 use super::{Evaluator, QueryError, StepValue, argument, format_go_float};
 use crate::model::{Label, Labels, METRIC_NAME};
+use crate::promql::aggregate::LabelGroups;
 use crate::promql::value::Element;
 
 #[derive(Clone, Copy, Debug)]
@@ -56,7 +55,7 @@ fn group_buckets(
     function: &str,
     argument_index: usize,
 ) -> Vec<BucketGroup> {
-    let mut index_by_labels: HashMap<Labels, usize> = HashMap::new();
+    let mut label_groups = LabelGroups::default();
     let mut groups: Vec<BucketGroup> = Vec::new();
     for element in elements {
         let le = element.labels.get("le").unwrap_or("");
@@ -68,20 +67,22 @@ fn group_buckets(
             ));
             continue;
         };
-        let labels = element.labels.without("le");
-        let index = *index_by_labels.entry(labels.clone()).or_insert_with(|| {
+        let (index, created) = label_groups.group_of(&element.labels, |label| label.name != "le");
+        if created {
             groups.push(BucketGroup {
-                labels,
+                labels: Labels::empty(),
                 buckets: Vec::new(),
                 drop_name: false,
             });
-            groups.len() - 1
-        });
+        }
         groups[index].drop_name |= element.drop_name;
         groups[index].buckets.push(Bucket {
             upper_bound,
             count: element.v,
         });
+    }
+    for (group, labels) in groups.iter_mut().zip(label_groups.into_keys()) {
+        group.labels = labels;
     }
     groups
 }

@@ -34,37 +34,129 @@ pub(crate) fn extrapolated_rate_checking_resets(
     }
     let first = samples[0];
     let last = samples[samples.len() - 1];
+    let result = window_increase(samples, is_counter && may_have_resets);
+    let shape = WindowShape::new(first.t, last.t, samples.len(), window_end, range, is_rate);
+    Some(shape.extrapolate(result, first.v, range, is_counter, is_rate))
+}
+
+/// Last minus first value of a window (at least one sample), plus the value
+/// before each counter reset when `correct_resets`.
+#[inline]
+pub(crate) fn window_increase(samples: &[Sample], correct_resets: bool) -> f64 {
+    let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+        return 0.0;
+    };
     let mut result = last.v - first.v;
-    if is_counter && may_have_resets {
+    if correct_resets {
         for pair in samples.windows(2) {
             if pair[1].v < pair[0].v {
                 result += pair[0].v;
             }
         }
     }
-    let range_start = window_end - range;
-    let mut duration_to_start = (first.t - range_start) as f64 / 1000.0;
-    let mut duration_to_end = (window_end - last.t) as f64 / 1000.0;
-    let sampled_interval = (last.t - first.t) as f64 / 1000.0;
-    let average_between_samples = sampled_interval / (samples.len() - 1) as f64;
-    let threshold = average_between_samples * 1.1;
-    if duration_to_start >= threshold {
-        duration_to_start = average_between_samples / 2.0;
-    }
-    if is_counter && result > 0.0 && first.v >= 0.0 {
-        let duration_to_zero = sampled_interval * (first.v / result);
-        if duration_to_zero < duration_to_start {
-            duration_to_start = duration_to_zero;
+    result
+}
+
+/// The part of an extrapolated rate that depends only on where a window's
+/// samples lie: the times from the window's start to its first sample and
+/// from its last sample to the window's end, and the sample count. Windows
+/// of a regularly scraped series repeat the same layout step after step,
+/// so a caller walking many windows computes it once per layout (the
+/// divisions are most of the cost) and gets the same bits as computing it
+/// every time.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WindowShape {
+    duration_to_start: f64,
+    duration_to_end: f64,
+    sampled_interval: f64,
+    /// The extrapolation factor when the counter's zero point does not
+    /// shorten the start (divided by the range in seconds for `rate`).
+    factor: f64,
+}
+
+impl WindowShape {
+    /// The layout of a window `(window_end - range, window_end]` whose first
+    /// and last samples are at `first_t` and `last_t` (`count ≥ 2` samples).
+    #[inline]
+    pub(crate) fn new(
+        first_t: i64,
+        last_t: i64,
+        count: usize,
+        window_end: i64,
+        range: i64,
+        is_rate: bool,
+    ) -> WindowShape {
+        let range_start = window_end - range;
+        let mut duration_to_start = (first_t - range_start) as f64 / 1000.0;
+        let mut duration_to_end = (window_end - last_t) as f64 / 1000.0;
+        let sampled_interval = (last_t - first_t) as f64 / 1000.0;
+        let average_between_samples = sampled_interval / (count - 1) as f64;
+        let threshold = average_between_samples * 1.1;
+        if duration_to_start >= threshold {
+            duration_to_start = average_between_samples / 2.0;
+        }
+        if duration_to_end >= threshold {
+            duration_to_end = average_between_samples / 2.0;
+        }
+        let factor = Self::factor(
+            sampled_interval,
+            duration_to_start,
+            duration_to_end,
+            range,
+            is_rate,
+        );
+        WindowShape {
+            duration_to_start,
+            duration_to_end,
+            sampled_interval,
+            factor,
         }
     }
-    if duration_to_end >= threshold {
-        duration_to_end = average_between_samples / 2.0;
+
+    #[inline]
+    fn factor(
+        sampled_interval: f64,
+        duration_to_start: f64,
+        duration_to_end: f64,
+        range: i64,
+        is_rate: bool,
+    ) -> f64 {
+        let mut factor =
+            (sampled_interval + duration_to_start + duration_to_end) / sampled_interval;
+        if is_rate {
+            factor /= range as f64 / 1000.0;
+        }
+        factor
     }
-    let mut factor = (sampled_interval + duration_to_start + duration_to_end) / sampled_interval;
-    if is_rate {
-        factor /= range as f64 / 1000.0;
+
+    /// The extrapolated value of a window with this layout whose samples
+    /// rose by `result` (resets corrected) from a first value `first_v`.
+    #[inline]
+    pub(crate) fn extrapolate(
+        &self,
+        result: f64,
+        first_v: f64,
+        range: i64,
+        is_counter: bool,
+        is_rate: bool,
+    ) -> f64 {
+        if is_counter && result > 0.0 && first_v >= 0.0 {
+            // A counter does not extrapolate below zero: the start moves
+            // to where the line through the samples crosses it.
+            let duration_to_zero = self.sampled_interval * (first_v / result);
+            if duration_to_zero < self.duration_to_start {
+                let factor = Self::factor(
+                    self.sampled_interval,
+                    duration_to_zero,
+                    self.duration_to_end,
+                    range,
+                    is_rate,
+                );
+                return result * factor;
+            }
+        }
+        result * self.factor
     }
-    Some(result * factor)
 }
 
 fn interpolate(first: Sample, second: Sample, t: i64, is_counter: bool) -> f64 {
