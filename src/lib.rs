@@ -45,6 +45,7 @@ pub mod clock;
 pub mod config;
 pub mod ingest;
 pub mod model;
+pub mod notify;
 pub mod promql;
 pub mod rules;
 pub mod scrape;
