@@ -27,6 +27,7 @@ pub mod federate;
 pub mod import;
 pub mod ingest;
 pub mod metadata;
+pub mod notify_alerts;
 pub mod params;
 pub mod query;
 pub mod query_json;
@@ -99,6 +100,8 @@ struct ApiShared {
     import_series_cache: import::SeriesTextCache,
     /// Set once at start by the server; `/api/v1/rules` and `/api/v1/alerts` read it.
     rule_manager: std::sync::OnceLock<Arc<crate::rules::RuleManager>>,
+    /// Set once at start by the server; `/api/v2/alerts` and `/metrics` read it.
+    notifier: std::sync::OnceLock<Arc<crate::notify::Notifier>>,
 }
 
 impl ApiState {
@@ -125,6 +128,7 @@ impl ApiState {
                 scrape_hooks: std::sync::OnceLock::new(),
                 import_series_cache: import::SeriesTextCache::default(),
                 rule_manager: std::sync::OnceLock::new(),
+                notifier: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -173,6 +177,15 @@ impl ApiState {
 
     pub fn rule_manager(&self) -> Option<&Arc<crate::rules::RuleManager>> {
         self.shared.rule_manager.get()
+    }
+
+    /// Attaches the notifier; only the first call has an effect.
+    pub fn set_notifier(&self, notifier: Arc<crate::notify::Notifier>) {
+        let _ = self.shared.notifier.set(notifier);
+    }
+
+    pub fn notifier(&self) -> Option<&Arc<crate::notify::Notifier>> {
+        self.shared.notifier.get()
     }
 }
 
@@ -334,6 +347,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/targets", get(targets::targets_handler))
         .route("/api/v1/rules", get(rules::rules_handler))
         .route("/api/v1/alerts", get(rules::alerts_handler))
+        .route("/api/v2/alerts", get(notify_alerts::alerts_handler))
+        .route("/api/v2/status", get(notify_alerts::status_handler))
         .route(
             "/api/v1/targets/metadata",
             get(targets::targets_metadata_handler),

@@ -15,6 +15,10 @@ use crate::api::targets::{ConfigReloader, ScrapeHooks};
 use crate::api::{self, ApiState, QuerySettings, Store};
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServerSettings;
+use crate::config::notifications::NotificationsConfig;
+use crate::notify::Notifier;
+use crate::notify::notifier::notifications_sending_nothing;
+use crate::notify::silence::Silences;
 use crate::promql::{Engine, EngineOptions};
 use crate::rules::{RuleManager, RuleSettings};
 use crate::scrape::ScrapeManager;
@@ -141,6 +145,7 @@ async fn reload_on_sighup(reload: ConfigReloader, config_file: Option<std::path:
 fn config_reloader(
     scrape_manager: Arc<ScrapeManager>,
     rule_manager: Arc<RuleManager>,
+    notifier: Option<Arc<Notifier>>,
     external_url: String,
 ) -> ConfigReloader {
     Arc::new(move |path: &std::path::Path| {
@@ -154,8 +159,23 @@ fn config_reloader(
             let reasons: Vec<String> = errors.iter().map(ToString::to_string).collect();
             format!("failed to reload rule files: {}", reasons.join("; "))
         })?;
+        // Groups, pending notifications and delivery records stay across a reload.
+        if let Some(notifier) = &notifier {
+            notifier
+                .reload(notifications_of(&config))
+                .map_err(|error| format!("failed to reload notifications: {error}"))?;
+        }
         Ok(())
     })
+}
+
+/// The `notifications:` section, or one that sends nothing when absent
+/// (a later reload may add it).
+fn notifications_of(config: &crate::config::file::ConfigFile) -> NotificationsConfig {
+    config
+        .notifications
+        .clone()
+        .unwrap_or_else(notifications_sending_nothing)
 }
 
 /// Serves `store` until `shutdown` resolves, then closes it.
@@ -192,10 +212,12 @@ pub async fn serve_store(
         clock.clone(),
         Engine::new(state.query_settings().engine.clone()),
     );
+    let mut notifications = notifications_sending_nothing();
     if let Some(path) = &settings.config_file {
         let config = scrape_manager
             .reload_from_file(path)
             .map_err(ServerError::Config)?;
+        notifications = notifications_of(&config);
         let rules_store = rule_manager.clone();
         let mut rule_settings = RuleSettings::from_config(&config, path);
         rule_settings.external_url = settings.external_url.clone();
@@ -212,11 +234,31 @@ pub async fn serve_store(
                 )
             })?;
     }
+    let notifier = match store.clone().state_store() {
+        Some(state_store) => {
+            let silences = Silences::open(state_store.clone(), clock.clone())
+                .map_err(|error| ServerError::Config(error.to_string()))?;
+            let notifier = Notifier::start(
+                notifications,
+                settings.external_url.clone(),
+                state_store,
+                Some(silences),
+                clock.clone(),
+                tokio::runtime::Handle::current(),
+            )
+            .map_err(|error| ServerError::Config(error.to_string()))?;
+            rule_manager.add_alert_sink(notifier.clone());
+            state.set_notifier(notifier.clone());
+            Some(notifier)
+        }
+        None => None,
+    };
     rule_manager.start();
     state.set_rule_manager(rule_manager.clone());
     let reload = config_reloader(
         scrape_manager.clone(),
         rule_manager.clone(),
+        notifier.clone(),
         settings.external_url.clone(),
     );
     state.set_scrape_hooks(ScrapeHooks {
@@ -255,6 +297,10 @@ pub async fn serve_store(
     scrape_manager.shutdown().await;
     tracing::info!("stopping rule evaluation");
     rule_manager.shutdown().await;
+    if let Some(notifier) = notifier {
+        tracing::info!("stopping the notifier; pending notifications stay in the outbox");
+        let _ = tokio::task::spawn_blocking(move || notifier.shutdown()).await;
+    }
     tracing::info!("HTTP server stopped; closing storage");
     let closing_store = store.clone();
     let closed = tokio::task::spawn_blocking(move || closing_store.close())
