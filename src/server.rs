@@ -158,6 +158,31 @@ fn config_reloader(
     })
 }
 
+/// The silences kept in the store's state tables, when it has them.
+async fn open_silences(
+    store: &Arc<dyn ManagedStore>,
+    clock: &Arc<dyn Clock>,
+    settings: &ServerSettings,
+) -> Result<Option<Arc<crate::notify::silence::Silences>>, ServerError> {
+    let Some(state_store) = store.clone().state_store() else {
+        return Ok(None);
+    };
+    let clock = clock.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        crate::notify::silence::Silences::open(state_store, clock)
+    })
+    .await
+    .map_err(|error| error.to_string())
+    .and_then(|result| result.map_err(|error| error.to_string()));
+    match opened {
+        Ok(silences) => Ok(Some(silences)),
+        Err(reason) => Err(ServerError::OpenStorage {
+            path: settings.storage_path.display().to_string(),
+            reason: format!("loading silences: {reason}"),
+        }),
+    }
+}
+
 /// Serves `store` until `shutdown` resolves, then closes it.
 pub async fn serve_store(
     settings: &ServerSettings,
@@ -214,6 +239,10 @@ pub async fn serve_store(
     }
     rule_manager.start();
     state.set_rule_manager(rule_manager.clone());
+    let silences = open_silences(&store, &clock, settings).await?;
+    if let Some(silences) = &silences {
+        state.set_silences(silences.clone());
+    }
     let reload = config_reloader(
         scrape_manager.clone(),
         rule_manager.clone(),
@@ -241,6 +270,13 @@ pub async fn serve_store(
                 Ok(Ok(())) => tracing::debug!("retention applied"),
                 Ok(Err(error)) => tracing::warn!(%error, "retention failed"),
                 Err(error) => tracing::error!(%error, "retention task panicked"),
+            }
+            if let Some(silences) = silences.clone() {
+                match tokio::task::spawn_blocking(move || silences.garbage_collect()).await {
+                    Ok(Ok(dropped)) => tracing::debug!(dropped, "expired silences collected"),
+                    Ok(Err(error)) => tracing::warn!(%error, "silence collection failed"),
+                    Err(error) => tracing::error!(%error, "silence collection panicked"),
+                }
             }
         }
     });
