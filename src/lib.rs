@@ -15,6 +15,7 @@
 //! - layer 3: [`promql`] (evaluation over `storage::Querier`), [`scrape`]
 //!   (target manager, discovery, relabeling, scrape loops, staleness)
 //! - layer 4: [`rules`] (rule files, groups, alert state, templates)
+//! - layer 6: [`notify`] (routing tree, inhibition, silences, delivery)
 //! - layer 7: [`api`] (axum routes; the one place errors become HTTP)
 //! - layer 8: [`server`] (wiring, threads, shutdown) and `main.rs` (CLI)
 //!

@@ -18,7 +18,6 @@ use crate::config::ServerSettings;
 use crate::config::notifications::NotificationsConfig;
 use crate::notify::Notifier;
 use crate::notify::notifier::notifications_sending_nothing;
-use crate::notify::silence::Silences;
 use crate::promql::{Engine, EngineOptions};
 use crate::rules::{RuleManager, RuleSettings};
 use crate::scrape::ScrapeManager;
@@ -178,6 +177,31 @@ fn notifications_of(config: &crate::config::file::ConfigFile) -> NotificationsCo
         .unwrap_or_else(notifications_sending_nothing)
 }
 
+/// The silences kept in the store's state tables, when it has them.
+async fn open_silences(
+    store: &Arc<dyn ManagedStore>,
+    clock: &Arc<dyn Clock>,
+    settings: &ServerSettings,
+) -> Result<Option<Arc<crate::notify::silence::Silences>>, ServerError> {
+    let Some(state_store) = store.clone().state_store() else {
+        return Ok(None);
+    };
+    let clock = clock.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        crate::notify::silence::Silences::open(state_store, clock)
+    })
+    .await
+    .map_err(|error| error.to_string())
+    .and_then(|result| result.map_err(|error| error.to_string()));
+    match opened {
+        Ok(silences) => Ok(Some(silences)),
+        Err(reason) => Err(ServerError::OpenStorage {
+            path: settings.storage_path.display().to_string(),
+            reason: format!("loading silences: {reason}"),
+        }),
+    }
+}
+
 /// Serves `store` until `shutdown` resolves, then closes it.
 pub async fn serve_store(
     settings: &ServerSettings,
@@ -234,15 +258,17 @@ pub async fn serve_store(
                 )
             })?;
     }
+    let silences = open_silences(&store, &clock, settings).await?;
+    if let Some(silences) = &silences {
+        state.set_silences(silences.clone());
+    }
     let notifier = match store.clone().state_store() {
         Some(state_store) => {
-            let silences = Silences::open(state_store.clone(), clock.clone())
-                .map_err(|error| ServerError::Config(error.to_string()))?;
             let notifier = Notifier::start(
                 notifications,
                 settings.external_url.clone(),
                 state_store,
-                Some(silences),
+                silences.clone(),
                 clock.clone(),
                 tokio::runtime::Handle::current(),
             )
@@ -283,6 +309,13 @@ pub async fn serve_store(
                 Ok(Ok(())) => tracing::debug!("retention applied"),
                 Ok(Err(error)) => tracing::warn!(%error, "retention failed"),
                 Err(error) => tracing::error!(%error, "retention task panicked"),
+            }
+            if let Some(silences) = silences.clone() {
+                match tokio::task::spawn_blocking(move || silences.garbage_collect()).await {
+                    Ok(Ok(dropped)) => tracing::debug!(dropped, "expired silences collected"),
+                    Ok(Err(error)) => tracing::warn!(%error, "silence collection failed"),
+                    Err(error) => tracing::error!(%error, "silence collection panicked"),
+                }
             }
         }
     });
