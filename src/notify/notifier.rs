@@ -762,3 +762,138 @@ fn jitter_seed(key: &[u8], now: Timestamp) -> u64 {
     }
     seed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+
+    /// A webhook receiver on a loopback port recording every body.
+    async fn receiver() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+        let bodies: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+        let recorded = bodies.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let recorded = recorded.clone();
+                async move {
+                    let value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                    recorded.lock().push(value);
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (url, bodies)
+    }
+
+    fn config(url: &str) -> NotificationsConfig {
+        let yaml = format!(
+            "notifications:\n  route:\n    receiver: ops\n  receivers:\n    - name: ops\n    - name: escalation\n      webhook_configs:\n        - url: {url}\n"
+        );
+        crate::config::file::parse_config(&yaml)
+            .unwrap()
+            .notifications
+            .unwrap()
+    }
+
+    fn escalation_alert() -> OutgoingAlert {
+        OutgoingAlert {
+            labels: Labels::from_pairs([("alertname", "DatabaseDown"), ("tier", "1")]),
+            annotations: Labels::from_pairs([("summary", "not acknowledged in 15m")]),
+            starts_at: 1_700_000_000_000,
+            fired_at: Some(1_700_000_000_000),
+            ends_at: 1_700_000_240_000,
+            resolved: false,
+            generator_url: String::new(),
+        }
+    }
+
+    async fn wait_until(condition: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !condition() {
+            assert!(Instant::now() < deadline, "condition not reached");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn send_direct_is_durable_and_idempotent_by_dedup_key() {
+        let (url, bodies) = receiver().await;
+        let directory = tempfile::tempdir().unwrap();
+        let store =
+            crate::tsdb::Tsdb::open(directory.path(), crate::tsdb::Options::default()).unwrap();
+        let state_store: Arc<dyn StateStore> = store.clone();
+        let start = || {
+            Notifier::start(
+                config(&url),
+                "http://guardia.test".to_string(),
+                state_store.clone(),
+                None,
+                Arc::new(SystemClock),
+                tokio::runtime::Handle::current(),
+            )
+            .unwrap()
+        };
+        let notifier = start();
+        let calls = notifier.clone();
+        tokio::task::spawn_blocking(move || {
+            calls
+                .send_direct("escalation", "incident-7/tier-1", vec![escalation_alert()])
+                .unwrap();
+            calls
+                .send_direct("escalation", "incident-7/tier-1", vec![escalation_alert()])
+                .unwrap();
+            assert!(matches!(
+                calls.send_direct("nobody", "incident-7/tier-2", vec![escalation_alert()]),
+                Err(NotifyError::UnknownReceiver(_))
+            ));
+        })
+        .await
+        .unwrap();
+        wait_until(|| !bodies.lock().is_empty()).await;
+        wait_until(|| notifier.queue_length() == 0).await;
+        {
+            let delivered = bodies.lock();
+            assert_eq!(delivered.len(), 1);
+            assert_eq!(delivered[0]["groupKey"], "incident-7/tier-1");
+            assert_eq!(delivered[0]["receiver"], "escalation");
+            assert_eq!(delivered[0]["alerts"][0]["labels"]["tier"], "1");
+        }
+        let stopping = notifier.clone();
+        tokio::task::spawn_blocking(move || stopping.shutdown())
+            .await
+            .unwrap();
+
+        // After a restart the key is still known; a new key is sent.
+        let restarted = start();
+        let calls = restarted.clone();
+        tokio::task::spawn_blocking(move || {
+            calls
+                .send_direct("escalation", "incident-7/tier-1", vec![escalation_alert()])
+                .unwrap();
+            calls
+                .send_direct("escalation", "incident-8/tier-1", vec![escalation_alert()])
+                .unwrap();
+        })
+        .await
+        .unwrap();
+        wait_until(|| bodies.lock().len() >= 2).await;
+        wait_until(|| restarted.queue_length() == 0).await;
+        let keys: Vec<String> = bodies
+            .lock()
+            .iter()
+            .map(|body| body["groupKey"].as_str().unwrap_or("").to_string())
+            .collect();
+        assert_eq!(keys, vec!["incident-7/tier-1", "incident-8/tier-1"]);
+        let stopping = restarted.clone();
+        tokio::task::spawn_blocking(move || stopping.shutdown())
+            .await
+            .unwrap();
+        let _ = store.close();
+    }
+}
