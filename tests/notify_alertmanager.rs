@@ -26,7 +26,9 @@ impl Drop for Alertmanager {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guardia_alert_appears_in_a_real_alertmanager() {
     if !std::path::Path::new(ALERTMANAGER).exists() {
-        eprintln!("skipping: {ALERTMANAGER} is not installed (apt-get install prometheus-alertmanager)");
+        eprintln!(
+            "skipping: {ALERTMANAGER} is not installed (apt-get install prometheus-alertmanager)"
+        );
         return;
     }
     let directory = tempfile::tempdir().unwrap();
@@ -47,7 +49,9 @@ async fn guardia_alert_appears_in_a_real_alertmanager() {
                 "--storage.path={}",
                 directory.path().join("am-data").display()
             ))
-            .arg(format!("--web.listen-address=127.0.0.1:{alertmanager_port}"))
+            .arg(format!(
+                "--web.listen-address=127.0.0.1:{alertmanager_port}"
+            ))
             .arg("--cluster.listen-address=")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -104,7 +108,8 @@ async fn guardia_alert_appears_in_a_real_alertmanager() {
             .get(format!("{alertmanager_base}/api/v2/alerts"))
             .send()
             .await
-            && let Ok(body) = response.json::<serde_json::Value>().await
+            && let Ok(text) = response.text().await
+            && let Ok(body) = serde_json::from_str::<serde_json::Value>(&text)
             && let Some(found) = body.as_array().and_then(|alerts| {
                 alerts
                     .iter()

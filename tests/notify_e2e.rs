@@ -71,7 +71,10 @@ async fn webhook_gets_v4_payload_once_across_a_kill_9_in_group_wait() {
     assert_eq!(message["receiver"], "hook");
     assert_eq!(message["groupKey"], "{}:{alertname=\"TemperatureHigh\"}");
     assert_eq!(message["truncatedAlerts"], 0);
-    assert_eq!(message["externalURL"], format!("http://guardia.test:{port}"));
+    assert_eq!(
+        message["externalURL"],
+        format!("http://guardia.test:{port}")
+    );
     assert_eq!(
         message["groupLabels"],
         serde_json::json!({"alertname": "TemperatureHigh"})

@@ -504,11 +504,8 @@ pub fn needs_update(
         // Never notified: only firing alerts are news.
         return !firing.is_empty();
     };
-    let is_subset = |small: &[u64], large: &[u64]| {
-        small
-            .iter()
-            .all(|item| large.binary_search(item).is_ok())
-    };
+    let is_subset =
+        |small: &[u64], large: &[u64]| small.iter().all(|item| large.binary_search(item).is_ok());
     if !is_subset(firing, &last.firing) {
         return true;
     }
@@ -651,7 +648,10 @@ notifications:
     fn route_key_drops_the_sibling_position() {
         assert_eq!(route_key_of("{}"), "{}");
         assert_eq!(route_key_of("{}/{a=\"b\"}/0"), "{}/{a=\"b\"}");
-        assert_eq!(route_key_of("{}/{a=\"b\"}/1/{c=\"d\"}/12"), "{}/{a=\"b\"}/1/{c=\"d\"}");
+        assert_eq!(
+            route_key_of("{}/{a=\"b\"}/1/{c=\"d\"}/12"),
+            "{}/{a=\"b\"}/1/{c=\"d\"}"
+        );
         assert_eq!(route_key_of("{}/{a=\"0/1\"}"), "{}/{a=\"0/1\"}");
     }
 
@@ -696,8 +696,14 @@ notifications:
         deliver(&dispatcher, &first[0], T0 + 10_000);
 
         // A second alert joins; it waits for the next group_interval tick.
-        let b = firing(&[("alertname", "Down"), ("instance", "b")], T0 + 30_000, T0 + 30_000);
-        dispatcher.receive(&[a.clone(), b.clone()], T0 + 30_000).unwrap();
+        let b = firing(
+            &[("alertname", "Down"), ("instance", "b")],
+            T0 + 30_000,
+            T0 + 30_000,
+        );
+        dispatcher
+            .receive(&[a.clone(), b.clone()], T0 + 30_000)
+            .unwrap();
         assert!(dispatcher.flush_due(T0 + 69_999).unwrap().is_empty());
         let second = dispatcher.flush_due(T0 + 70_000).unwrap();
         assert_eq!(second.len(), 1);
@@ -711,7 +717,11 @@ notifications:
             now += 60_000;
             let refreshed = [
                 firing(&[("alertname", "Down"), ("instance", "a")], T0, now),
-                firing(&[("alertname", "Down"), ("instance", "b")], T0 + 30_000, now),
+                firing(
+                    &[("alertname", "Down"), ("instance", "b")],
+                    T0 + 30_000,
+                    now,
+                ),
             ];
             dispatcher.receive(&refreshed, now).unwrap();
             for message in dispatcher.flush_due(now).unwrap() {
@@ -733,7 +743,15 @@ notifications:
         deliver(&dispatcher, &first[0], T0 + 10_000);
 
         let now = T0 + 40_000;
-        dispatcher.receive(&[resolved(&a, now), firing(&[("alertname", "Down"), ("instance", "b")], T0, now)], now).unwrap();
+        dispatcher
+            .receive(
+                &[
+                    resolved(&a, now),
+                    firing(&[("alertname", "Down"), ("instance", "b")], T0, now),
+                ],
+                now,
+            )
+            .unwrap();
         let second = dispatcher.flush_due(T0 + 70_000).unwrap();
         assert_eq!(second.len(), 1);
         assert_eq!(instances(&second[0]), vec!["a:resolved", "b"]);
@@ -743,8 +761,19 @@ notifications:
         // the alert stays out of the group.
         for minute in 2..6 {
             let now = T0 + 10_000 + minute * 60_000;
-            dispatcher.receive(&[resolved(&a, T0 + 40_000), firing(&[("alertname", "Down"), ("instance", "b")], T0, now)], now).unwrap();
-            assert!(dispatcher.flush_due(now).unwrap().is_empty(), "minute {minute}");
+            dispatcher
+                .receive(
+                    &[
+                        resolved(&a, T0 + 40_000),
+                        firing(&[("alertname", "Down"), ("instance", "b")], T0, now),
+                    ],
+                    now,
+                )
+                .unwrap();
+            assert!(
+                dispatcher.flush_due(now).unwrap().is_empty(),
+                "minute {minute}"
+            );
         }
         // The last one resolves: the group empties and goes away.
         let now = T0 + 400_000;
@@ -759,14 +788,19 @@ notifications:
     #[test]
     fn without_send_resolved_the_resolution_is_recorded_not_sent() {
         let fixture = Fixture::new();
-        let yaml = CONFIG.replace("receiver: ops\n    group_by", "receiver: quiet\n    group_by");
+        let yaml = CONFIG.replace(
+            "receiver: ops\n    group_by",
+            "receiver: quiet\n    group_by",
+        );
         let mut dispatcher = fixture.dispatcher(&yaml, T0);
         let a = firing(&[("alertname", "Down"), ("instance", "a")], T0, T0);
         dispatcher.receive(std::slice::from_ref(&a), T0).unwrap();
         let first = dispatcher.flush_due(T0 + 10_000).unwrap();
         assert_eq!(first[0].integration.receiver, "quiet");
         deliver(&dispatcher, &first[0], T0 + 10_000);
-        dispatcher.receive(&[resolved(&a, T0 + 20_000)], T0 + 20_000).unwrap();
+        dispatcher
+            .receive(&[resolved(&a, T0 + 20_000)], T0 + 20_000)
+            .unwrap();
         assert!(dispatcher.flush_due(T0 + 70_000).unwrap().is_empty());
         let record = dispatcher
             .outbox()
@@ -775,7 +809,11 @@ notifications:
             .unwrap();
         assert!(record.firing.is_empty(), "{record:?}");
         // Firing again is news again.
-        let again = firing(&[("alertname", "Down"), ("instance", "a")], T0 + 100_000, T0 + 100_000);
+        let again = firing(
+            &[("alertname", "Down"), ("instance", "a")],
+            T0 + 100_000,
+            T0 + 100_000,
+        );
         dispatcher.receive(&[again], T0 + 100_000).unwrap();
         assert_eq!(dispatcher.flush_due(T0 + 110_000).unwrap().len(), 1);
     }
@@ -793,7 +831,13 @@ notifications:
         let mut sent = Vec::new();
         while now < T0 + 600_000 {
             now += 60_000;
-            sent.extend(dispatcher.flush_due(now).unwrap().into_iter().map(|m| (now, instances(&m))));
+            sent.extend(
+                dispatcher
+                    .flush_due(now)
+                    .unwrap()
+                    .into_iter()
+                    .map(|m| (now, instances(&m))),
+            );
         }
         assert_eq!(sent, vec![(T0 + 250_000, vec!["a:resolved".to_string()])]);
     }
@@ -814,9 +858,33 @@ notifications:
         dispatcher
             .receive(
                 &[
-                    firing(&[("alertname", "Down"), ("instance", "a"), ("severity", "critical")], T0, T0),
-                    firing(&[("alertname", "Slow"), ("instance", "a"), ("severity", "warning")], T0, T0),
-                    firing(&[("alertname", "Slow"), ("instance", "b"), ("severity", "warning")], T0, T0),
+                    firing(
+                        &[
+                            ("alertname", "Down"),
+                            ("instance", "a"),
+                            ("severity", "critical"),
+                        ],
+                        T0,
+                        T0,
+                    ),
+                    firing(
+                        &[
+                            ("alertname", "Slow"),
+                            ("instance", "a"),
+                            ("severity", "warning"),
+                        ],
+                        T0,
+                        T0,
+                    ),
+                    firing(
+                        &[
+                            ("alertname", "Slow"),
+                            ("instance", "b"),
+                            ("severity", "warning"),
+                        ],
+                        T0,
+                        T0,
+                    ),
                 ],
                 T0,
             )
@@ -825,7 +893,11 @@ notifications:
         messages.sort_by(|a, b| a.group_key.cmp(&b.group_key));
         assert_eq!(messages.len(), 2);
         assert_eq!(instances(&messages[0]), vec!["a"]);
-        assert_eq!(instances(&messages[1]), vec!["b"], "warning on a is inhibited");
+        assert_eq!(
+            instances(&messages[1]),
+            vec!["b"],
+            "warning on a is inhibited"
+        );
         assert_eq!(dispatcher.last_mute_counts().inhibited, 1);
         let views = dispatcher.alert_views(T0 + 10_000);
         let inhibited: Vec<&AlertView> = views
@@ -868,12 +940,43 @@ notifications:
         };
         assert!(!needs_update(None, &[], &[1], true, 1000, T0));
         assert!(needs_update(None, &[1], &[], true, 1000, T0));
-        assert!(!needs_update(Some(&record), &[1, 2], &[], true, 1000, T0 + 999));
-        assert!(needs_update(Some(&record), &[1, 2], &[], true, 1000, T0 + 1000));
-        assert!(!needs_update(Some(&record), &[1], &[], false, 1000, T0 + 1), "a subset is no news");
+        assert!(!needs_update(
+            Some(&record),
+            &[1, 2],
+            &[],
+            true,
+            1000,
+            T0 + 999
+        ));
+        assert!(needs_update(
+            Some(&record),
+            &[1, 2],
+            &[],
+            true,
+            1000,
+            T0 + 1000
+        ));
+        assert!(
+            !needs_update(Some(&record), &[1], &[], false, 1000, T0 + 1),
+            "a subset is no news"
+        );
         assert!(needs_update(Some(&record), &[1], &[2], true, 1000, T0 + 1));
-        assert!(needs_update(Some(&record), &[1, 3], &[], true, 1000, T0 + 1));
-        assert!(needs_update(Some(&record), &[], &[1, 2], false, 1000, T0 + 1));
+        assert!(needs_update(
+            Some(&record),
+            &[1, 3],
+            &[],
+            true,
+            1000,
+            T0 + 1
+        ));
+        assert!(needs_update(
+            Some(&record),
+            &[],
+            &[1, 2],
+            false,
+            1000,
+            T0 + 1
+        ));
         let empty = DeliveryRecord::default();
         assert!(!needs_update(Some(&empty), &[], &[1], true, 1000, T0));
     }

@@ -515,8 +515,9 @@ impl Worker {
                 .min();
             let wait = match next_due {
                 Some(due) if due <= now => Duration::ZERO,
-                Some(due) => Duration::from_millis(u64::try_from(due - now).unwrap_or(0))
-                    .min(MAX_IDLE_WAIT),
+                Some(due) => {
+                    Duration::from_millis(u64::try_from(due - now).unwrap_or(0)).min(MAX_IDLE_WAIT)
+                }
                 None => MAX_IDLE_WAIT,
             };
             let mut received = match commands.recv_timeout(wait) {
@@ -554,9 +555,10 @@ impl Worker {
                 *self.metrics.views.write() = self.dispatcher.alert_views(now);
                 *self.metrics.mute_counts.lock() = self.dispatcher.last_mute_counts();
             }
-            self.metrics
-                .queue_length
-                .store(self.queue.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            self.metrics.queue_length.store(
+                self.queue.len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
     }
 
@@ -645,9 +647,14 @@ impl Worker {
             let commands = self.commands.clone();
             self.runtime.spawn(async move {
                 let started = Instant::now();
-                let outcome =
-                    post_json(&target.client, &target.url, &target.http, target.timeout, body)
-                        .await;
+                let outcome = post_json(
+                    &target.client,
+                    &target.url,
+                    &target.http,
+                    target.timeout,
+                    body,
+                )
+                .await;
                 let _ = commands.send(Command::Delivered(Box::new(DeliveryOutcome {
                     key,
                     generation,
@@ -717,10 +724,8 @@ impl Worker {
                 }
                 if current {
                     self.queue.remove(&key);
-                    written.and_then(|()| {
-                        self.outbox
-                            .delete_message(integration, &message.group_key)
-                    })
+                    written
+                        .and_then(|()| self.outbox.delete_message(integration, &message.group_key))
                 } else {
                     written
                 }
@@ -742,8 +747,7 @@ impl Worker {
                 tracing::error!(receiver = %integration.receiver, integration = integration.kind.name(), group = %message.group_key, %reason, "notification rejected; not retried");
                 if current {
                     self.queue.remove(&key);
-                    self.outbox
-                        .delete_message(integration, &message.group_key)
+                    self.outbox.delete_message(integration, &message.group_key)
                 } else {
                     Ok(())
                 }

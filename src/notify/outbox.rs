@@ -206,7 +206,8 @@ fn direct_key(dedup_key: &str) -> Vec<u8> {
 /// Encodes a record behind the format version byte.
 pub fn encode_record<T: Serialize>(record: &T) -> Result<Vec<u8>, OutboxError> {
     let mut bytes = vec![OUTBOX_FORMAT_VERSION];
-    let body = postcard::to_stdvec(record).map_err(|error| OutboxError::Encode(error.to_string()))?;
+    let body =
+        postcard::to_stdvec(record).map_err(|error| OutboxError::Encode(error.to_string()))?;
     bytes.extend_from_slice(&body);
     Ok(bytes)
 }
@@ -214,8 +215,9 @@ pub fn encode_record<T: Serialize>(record: &T) -> Result<Vec<u8>, OutboxError> {
 /// Decodes a record written by [`encode_record`]. Never panics on any input.
 pub fn decode_record<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, OutboxError> {
     match bytes.split_first() {
-        Some((&OUTBOX_FORMAT_VERSION, body)) => postcard::from_bytes(body)
-            .map_err(|error| OutboxError::Corrupt(error.to_string())),
+        Some((&OUTBOX_FORMAT_VERSION, body)) => {
+            postcard::from_bytes(body).map_err(|error| OutboxError::Corrupt(error.to_string()))
+        }
         Some((version, _)) => Err(OutboxError::Corrupt(format!(
             "unknown outbox format version {version}"
         ))),
@@ -365,7 +367,10 @@ impl Outbox {
     /// Forgets dedup keys older than [`DIRECT_DEDUP_RETENTION_MS`].
     pub fn expire_direct_markers(&self, now: Timestamp) -> Result<usize, OutboxError> {
         let mut removed = 0;
-        for (key, value) in self.store.scan_state(StateTable::Outbox, &[DIRECT_PREFIX])? {
+        for (key, value) in self
+            .store
+            .scan_state(StateTable::Outbox, &[DIRECT_PREFIX])?
+        {
             let expired = match decode_record::<DirectMarker>(&value) {
                 Ok(marker) => marker.created_at + DIRECT_DEDUP_RETENTION_MS < now,
                 Err(_) => true,
@@ -412,7 +417,10 @@ mod tests {
             for seed in 0..50 {
                 let delay = retry_delay_ms(attempts, seed);
                 assert!(delay >= base, "attempt {attempts}: {delay} < {base}");
-                assert!(delay <= base + base / 5, "attempt {attempts}: {delay} too long");
+                assert!(
+                    delay <= base + base / 5,
+                    "attempt {attempts}: {delay} too long"
+                );
             }
             assert!(base >= previous_base);
             previous_base = base;

@@ -330,7 +330,10 @@ mod tests {
         assert_eq!(fingerprint(&one), fingerprint(&two));
         assert_ne!(
             fingerprint(&one),
-            fingerprint(&Labels::from_pairs([("alertname", "node"), ("job", "Down")]))
+            fingerprint(&Labels::from_pairs([
+                ("alertname", "node"),
+                ("job", "Down")
+            ]))
         );
         assert_eq!(fingerprint_text(&one).len(), 16);
     }
@@ -368,10 +371,14 @@ mod tests {
             0,
         );
         let json = serde_json::to_string(&message).unwrap();
-        let fingerprint_a =
-            fingerprint_text(&Labels::from_pairs([("alertname", "DiskFull"), ("instance", "a:9100")]));
-        let fingerprint_b =
-            fingerprint_text(&Labels::from_pairs([("alertname", "DiskFull"), ("instance", "b:9100")]));
+        let fingerprint_a = fingerprint_text(&Labels::from_pairs([
+            ("alertname", "DiskFull"),
+            ("instance", "a:9100"),
+        ]));
+        let fingerprint_b = fingerprint_text(&Labels::from_pairs([
+            ("alertname", "DiskFull"),
+            ("instance", "b:9100"),
+        ]));
         let expected = format!(
             concat!(
                 r#"{{"receiver":"ops","status":"firing","alerts":["#,
@@ -424,10 +431,25 @@ mod tests {
     #[test]
     fn status_classification_retries_only_what_can_succeed_later() {
         assert_eq!(classify_status(204, ""), Ok(()));
-        assert!(matches!(classify_status(500, ""), Err(SendError::Retryable(_))));
-        assert!(matches!(classify_status(503, ""), Err(SendError::Retryable(_))));
-        assert!(matches!(classify_status(429, ""), Err(SendError::Retryable(_))));
-        assert!(matches!(classify_status(400, ""), Err(SendError::Permanent(_))));
-        assert!(matches!(classify_status(404, ""), Err(SendError::Permanent(_))));
+        assert!(matches!(
+            classify_status(500, ""),
+            Err(SendError::Retryable(_))
+        ));
+        assert!(matches!(
+            classify_status(503, ""),
+            Err(SendError::Retryable(_))
+        ));
+        assert!(matches!(
+            classify_status(429, ""),
+            Err(SendError::Retryable(_))
+        ));
+        assert!(matches!(
+            classify_status(400, ""),
+            Err(SendError::Permanent(_))
+        ));
+        assert!(matches!(
+            classify_status(404, ""),
+            Err(SendError::Permanent(_))
+        ));
     }
 }

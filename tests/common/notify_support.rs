@@ -133,7 +133,8 @@ impl Guardia {
             self.assert_running();
             if let Ok(response) = client.get(&url).send().await
                 && response.status().is_success()
-                && let Ok(body) = response.json::<Value>().await
+                && let Ok(text) = response.text().await
+                && let Ok(body) = serde_json::from_str::<Value>(&text)
                 && check(&body)
             {
                 return body;
