@@ -153,6 +153,14 @@ async fn a_receiver_failing_with_500_gets_the_notification_once_after_retries() 
     let total = r#"guardia_notifications_total{receiver="hook",integration="webhook"}"#;
     assert_eq!(guardia.metric(&client, failed).await, Some(3.0));
     assert_eq!(guardia.metric(&client, total).await, Some(4.0));
+    // For the record (not asserted): time per send attempt to a loopback receiver.
+    let latency_sum = guardia
+        .metric(&client, "guardia_notification_latency_seconds_sum")
+        .await;
+    let latency_count = guardia
+        .metric(&client, "guardia_notification_latency_seconds_count")
+        .await;
+    eprintln!("notification attempts: sum {latency_sum:?} s over {latency_count:?}");
     // Nothing more arrives while the alert keeps firing (repeat_interval 1 h).
     let mut quiet_rounds = 0;
     while quiet_rounds < 3 {
