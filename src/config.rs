@@ -5,6 +5,8 @@
 pub mod file;
 pub mod matcher;
 pub mod notifications;
+pub mod sla;
+pub mod time_interval;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

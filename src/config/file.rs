@@ -44,6 +44,7 @@ pub struct ConfigFile {
     pub rule_files: Vec<String>,
     /// The `notifications:` section (alertmanager.yml's shape), when present.
     pub notifications: Option<super::notifications::NotificationsConfig>,
+    pub sla: Option<super::sla::SlaConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -339,6 +340,7 @@ struct RawConfigFile {
     rule_files: Option<Vec<String>>,
     #[serde(default)]
     notifications: Option<super::notifications::RawNotifications>,
+    sla: Option<super::sla::RawSlaConfig>,
     #[serde(default)]
     scrape_config_files: Option<IgnoredAny>,
     #[serde(default)]
@@ -582,7 +584,11 @@ pub fn load_file(path: &Path) -> Result<ConfigFile, ConfigFileError> {
         path: path.display().to_string(),
         reason: error.to_string(),
     })?;
-    parse_config(&text)
+    let mut config = parse_config(&text)?;
+    if let (Some(sla), Some(directory)) = (config.sla.as_mut(), path.parent()) {
+        sla.resolve_relative_paths(directory);
+    }
+    Ok(config)
 }
 
 /// Parses and resolves configuration text; an empty text is the default configuration.
@@ -593,6 +599,7 @@ pub fn parse_config(text: &str) -> Result<ConfigFile, ConfigFileError> {
             scrape_configs: Vec::new(),
             rule_files: Vec::new(),
             notifications: None,
+            sla: None,
         });
     }
     let raw: RawConfigFile = serde_saphyr::from_str(text).map_err(syntax_error)?;
@@ -712,6 +719,8 @@ fn resolve(raw: RawConfigFile) -> Result<ConfigFile, ConfigFileError> {
             .notifications
             .map(super::notifications::resolve_notifications)
             .transpose()?,
+        sla: (raw.sla.map(super::sla::SlaConfig::from_raw).transpose())
+            .map_err(|error| ConfigFileError::Invalid(error.to_string()))?,
     })
 }
 

@@ -22,8 +22,8 @@ use super::file::{
 };
 use super::matcher::parse_matcher_list;
 use super::parse_duration;
+use super::time_interval::TimeInterval;
 use crate::model::{MatchOp, Matcher, Timestamp};
-use pending_time_interval::TimeInterval;
 
 /// Alertmanager's `global.resolve_timeout` default.
 pub const DEFAULT_RESOLVE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
@@ -791,19 +791,4 @@ fn resolve_notify_http_config(raw: RawNotifyHttpConfig) -> Result<HttpClientConf
         raw.bearer_token_file,
         raw.tls_config,
     )
-}
-
-/// Stand-in for `config::time_interval::TimeInterval` (sla-clock helper)
-/// until that branch is merged; replaced by a `use` then.
-mod pending_time_interval {
-    use crate::model::Timestamp;
-
-    #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
-    pub struct TimeInterval {}
-
-    impl TimeInterval {
-        pub fn contains(&self, _timestamp: Timestamp) -> bool {
-            true
-        }
-    }
 }

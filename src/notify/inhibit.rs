@@ -79,3 +79,119 @@ impl Inhibitor {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::matcher::parse_matchers;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        Labels::from_pairs(pairs.iter().copied())
+    }
+
+    fn rule(source: &str, target: &str, equal: &[&str]) -> InhibitRuleConfig {
+        InhibitRuleConfig {
+            source_matchers: parse_matchers(source).unwrap(),
+            target_matchers: parse_matchers(target).unwrap(),
+            equal: equal.iter().map(|name| name.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn critical_inhibits_warning_with_equal_labels() {
+        let inhibitor = Inhibitor::new(&[rule(
+            "severity=critical",
+            "severity=warning",
+            &["alertname", "cluster"],
+        )]);
+        let warning = labels(&[
+            ("alertname", "Disk"),
+            ("severity", "warning"),
+            ("cluster", "a"),
+        ]);
+        let critical_a = labels(&[
+            ("alertname", "Disk"),
+            ("severity", "critical"),
+            ("cluster", "a"),
+        ]);
+        let critical_b = labels(&[
+            ("alertname", "Disk"),
+            ("severity", "critical"),
+            ("cluster", "b"),
+        ]);
+        let cases: [(&str, Labels, Vec<Labels>, bool); 7] = [
+            (
+                "source firing, equal labels equal",
+                warning.clone(),
+                vec![critical_a.clone()],
+                true,
+            ),
+            (
+                "equal label differs",
+                warning.clone(),
+                vec![critical_b.clone()],
+                false,
+            ),
+            ("no source firing", warning.clone(), vec![], false),
+            (
+                "missing in both counts as equal",
+                labels(&[("alertname", "Disk"), ("severity", "warning")]),
+                vec![labels(&[("alertname", "Disk"), ("severity", "critical")])],
+                true,
+            ),
+            (
+                "missing on one side only is not equal",
+                warning.clone(),
+                vec![labels(&[("alertname", "Disk"), ("severity", "critical")])],
+                false,
+            ),
+            (
+                "a source is never a target",
+                critical_a.clone(),
+                vec![critical_a.clone()],
+                false,
+            ),
+            (
+                "target matchers must match",
+                labels(&[
+                    ("alertname", "Disk"),
+                    ("severity", "info"),
+                    ("cluster", "a"),
+                ]),
+                vec![critical_a.clone()],
+                false,
+            ),
+        ];
+        for (name, target, firing, expected) in cases {
+            assert_eq!(inhibitor.is_inhibited(&target, &firing), expected, "{name}");
+        }
+    }
+
+    /// An alert matching both sides of a rule does not inhibit itself, nor
+    /// another alert that also matches both sides; a source-only alert does.
+    #[test]
+    fn two_sided_matches_do_not_inhibit_each_other() {
+        let inhibitor = Inhibitor::new(&[rule("s=1", "t=1", &["e"])]);
+        let both = labels(&[("s", "1"), ("t", "1"), ("e", "x")]);
+        let both_other = labels(&[("s", "1"), ("t", "1"), ("e", "x"), ("n", "2")]);
+        let source_only = labels(&[("s", "1"), ("e", "x")]);
+        let target_only = labels(&[("t", "1"), ("e", "x")]);
+        assert!(!inhibitor.is_inhibited(&both, std::slice::from_ref(&both)));
+        assert!(!inhibitor.is_inhibited(&both, &[both.clone(), both_other.clone()]));
+        assert!(inhibitor.is_inhibited(&both, &[both.clone(), source_only.clone()]));
+        // The target does not match the source side: any source counts.
+        assert!(inhibitor.is_inhibited(&target_only, std::slice::from_ref(&both)));
+        assert_eq!(
+            inhibitor.inhibiting_alert(&both, &[both.clone(), source_only.clone()]),
+            Some(&source_only)
+        );
+    }
+
+    #[test]
+    fn no_rules_inhibit_nothing() {
+        let inhibitor = Inhibitor::new(&[]);
+        let alert = labels(&[("a", "b")]);
+        assert!(inhibitor.is_empty());
+        assert!(!inhibitor.is_inhibited(&alert, std::slice::from_ref(&alert)));
+    }
+}

@@ -227,20 +227,190 @@ impl RouteNode {
 mod tests {
     use super::*;
     use crate::config::file::parse_config;
+    use crate::config::notifications::NotificationsConfig;
 
-    fn tree(yaml: &str) -> RouteTree {
-        let config = parse_config(yaml).unwrap().notifications.unwrap();
-        RouteTree::new(&config.route)
+    fn notifications(yaml: &str) -> NotificationsConfig {
+        match parse_config(yaml) {
+            Ok(config) => config.notifications.expect("a notifications section"),
+            Err(error) => panic!("config does not parse: {error}"),
+        }
     }
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
         Labels::from_pairs(pairs.iter().copied())
     }
 
+    const TREE: &str = r#"
+notifications:
+  route:
+    receiver: default
+    group_by: [alertname]
+    routes:
+    - matchers: ['severity="critical"']
+      receiver: pager
+      group_wait: 10s
+      routes:
+      - matchers: [team=db]
+        receiver: db-pager
+        group_by: ['...']
+    - match: {team: web}
+      receiver: web
+      continue: true
+    - match_re: {team: "web|api"}
+      receiver: api
+      repeat_interval: 1h
+    - matchers: ['env="staging"', 'team!~"ops.*"']
+      receiver: staging
+  receivers:
+  - name: default
+  - name: pager
+  - name: db-pager
+  - name: web
+  - name: api
+  - name: staging
+"#;
+
+    /// Alertmanager's documented matching: depth-first, first matching
+    /// child wins unless it has `continue`, a node without matching
+    /// children is the match itself.
     #[test]
-    fn placeholder_tree_builds() {
-        let tree = tree("notifications:\n  route:\n    receiver: a\n  receivers:\n  - name: a\n");
-        assert_eq!(tree.root().id, "{}");
-        assert_eq!(tree.matching(&labels(&[("x", "y")]))[0].receiver, "a");
+    fn matching_follows_alertmanager_depth_first_with_continue() {
+        let tree = RouteTree::new(&notifications(TREE).route);
+        let cases: [(&[(&str, &str)], &[&str]); 8] = [
+            (&[], &["default"]),
+            (&[("severity", "critical")], &["pager"]),
+            (&[("severity", "critical"), ("team", "db")], &["db-pager"]),
+            // The critical route has no `continue`: later siblings are not tried.
+            (&[("severity", "critical"), ("team", "web")], &["pager"]),
+            (&[("team", "web")], &["web", "api"]),
+            (&[("team", "api")], &["api"]),
+            // `api` matched without `continue`, so `staging` is not reached.
+            (&[("team", "web"), ("env", "staging")], &["web", "api"]),
+            (&[("env", "staging"), ("team", "dev")], &["staging"]),
+        ];
+        for (alert, expected) in cases {
+            let receivers: Vec<&str> = tree
+                .matching(&labels(alert))
+                .iter()
+                .map(|node| node.receiver.as_str())
+                .collect();
+            assert_eq!(receivers, expected, "alert {alert:?}");
+        }
+        let excluded = tree.matching(&labels(&[("env", "staging"), ("team", "ops-1")]));
+        assert_eq!(excluded.len(), 1);
+        assert_eq!(excluded[0].receiver, "default", "team!~ops.* excludes");
+    }
+
+    #[test]
+    fn settings_are_inherited_down_the_tree_with_alertmanager_defaults() {
+        let tree = RouteTree::new(&notifications(TREE).route);
+        let root = tree.root();
+        assert_eq!(root.group_wait, Duration::from_secs(30));
+        assert_eq!(root.group_interval, Duration::from_secs(300));
+        assert_eq!(root.repeat_interval, Duration::from_secs(4 * 3600));
+        assert_eq!(
+            root.group_by,
+            GroupBy::Labels(vec!["alertname".to_string()])
+        );
+
+        let db = &tree.matching(&labels(&[("severity", "critical"), ("team", "db")]))[0];
+        assert_eq!(db.group_wait, Duration::from_secs(10), "from its parent");
+        assert_eq!(db.group_interval, Duration::from_secs(300), "from the root");
+        assert_eq!(db.group_by, GroupBy::All);
+
+        let pager = &tree.matching(&labels(&[("severity", "critical")]))[0];
+        assert_eq!(
+            pager.group_by,
+            GroupBy::Labels(vec!["alertname".to_string()])
+        );
+
+        let api = &tree.matching(&labels(&[("team", "api")]))[0];
+        assert_eq!(api.repeat_interval, Duration::from_secs(3600));
+        assert_eq!(api.group_wait, Duration::from_secs(30));
+    }
+
+    /// IDs in Alertmanager's form: parent keys (sorted matcher sets) joined
+    /// by `/`, then the position among siblings.
+    #[test]
+    fn route_ids_have_alertmanager_form() {
+        let tree = RouteTree::new(&notifications(TREE).route);
+        let ids: Vec<&str> = tree.nodes().iter().map(|node| node.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "{}",
+                "{}/{severity=\"critical\"}/0",
+                "{}/{severity=\"critical\"}/{team=\"db\"}/0",
+                "{}/{team=\"web\"}/1",
+                "{}/{team=~\"web|api\"}/2",
+                "{}/{env=\"staging\",team!~\"ops.*\"}/3",
+            ]
+        );
+    }
+
+    #[test]
+    fn group_labels_pick_the_group_by_labels_present() {
+        let tree = RouteTree::new(&notifications(TREE).route);
+        let alert = labels(&[("alertname", "Down"), ("instance", "a:9100")]);
+        let root = tree.root();
+        assert_eq!(root.group_labels(&alert), labels(&[("alertname", "Down")]));
+        assert_eq!(
+            root.group_labels(&labels(&[("instance", "a")])),
+            Labels::empty(),
+            "a missing group_by label is left out"
+        );
+        let all = tree.matching(&labels(&[("severity", "critical"), ("team", "db")]))[0];
+        let critical = labels(&[("severity", "critical"), ("team", "db"), ("x", "1")]);
+        assert_eq!(all.group_labels(&critical), critical);
+    }
+
+    #[test]
+    fn mute_and_active_intervals_gate_a_route() {
+        let config = notifications(
+            r#"
+notifications:
+  route:
+    receiver: default
+    routes:
+    - matchers: [team=db]
+      receiver: db
+      mute_time_intervals: [weekend]
+    - matchers: [team=web]
+      receiver: web
+      active_time_intervals: [office]
+  receivers: [{name: default}, {name: db}, {name: web}]
+  time_intervals:
+  - name: weekend
+    time_intervals:
+    - weekdays: ['saturday', 'sunday']
+  - name: office
+    time_intervals:
+    - weekdays: ['monday:friday']
+      times: [{start_time: '09:00', end_time: '17:00'}]
+"#,
+        );
+        let tree = RouteTree::new(&config.route);
+        let intervals = config.time_interval_table();
+        let at = |year, month, day, hour: i64| {
+            crate::model::days_from_civil(year, month, day) * 86_400_000 + hour * 3_600_000
+        };
+        // 2026-11-21 is a Saturday, 2026-11-23 a Monday.
+        let saturday_noon = at(2026, 11, 21, 12);
+        let monday_noon = at(2026, 11, 23, 12);
+        let monday_night = at(2026, 11, 23, 22);
+        let db = tree.matching(&labels(&[("team", "db")]))[0];
+        assert!(
+            !db.is_active_at(saturday_noon, &intervals),
+            "muted on weekends"
+        );
+        assert!(db.is_active_at(monday_noon, &intervals));
+        let web = tree.matching(&labels(&[("team", "web")]))[0];
+        assert!(web.is_active_at(monday_noon, &intervals));
+        assert!(
+            !web.is_active_at(monday_night, &intervals),
+            "outside office hours"
+        );
+        assert!(!web.is_active_at(saturday_noon, &intervals));
+        assert!(tree.root().is_active_at(saturday_noon, &intervals));
     }
 }

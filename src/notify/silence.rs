@@ -444,3 +444,367 @@ pub fn decode_stored(bytes: &[u8]) -> Result<Silence, NotifyError> {
         None => Err(corrupt("empty silence value".to_string())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::tsdb::{Options, Tsdb};
+
+    const MINUTE: i64 = 60_000;
+    const START: Timestamp = 1_800_000_000_000;
+
+    struct Fixture {
+        _directory: tempfile::TempDir,
+        store: Arc<Tsdb>,
+        clock: ManualClock,
+        silences: Arc<Silences>,
+    }
+
+    fn fixture() -> Fixture {
+        let directory = tempfile::tempdir().unwrap();
+        let store = Tsdb::open(directory.path(), Options::default()).unwrap();
+        let clock = ManualClock::new(START);
+        let silences = Silences::open(store.clone(), Arc::new(clock.clone())).unwrap();
+        Fixture {
+            _directory: directory,
+            store,
+            clock,
+            silences,
+        }
+    }
+
+    fn matcher(name: &str, value: &str, is_regex: bool, is_equal: bool) -> SilenceMatcher {
+        SilenceMatcher {
+            name: name.to_string(),
+            value: value.to_string(),
+            is_regex,
+            is_equal,
+        }
+    }
+
+    fn request(
+        matchers: Vec<SilenceMatcher>,
+        starts_at: Timestamp,
+        ends_at: Timestamp,
+    ) -> SilenceRequest {
+        SilenceRequest {
+            id: None,
+            matchers,
+            starts_at,
+            ends_at,
+            created_by: "ops".to_string(),
+            comment: "maintenance".to_string(),
+        }
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        Labels::from_pairs(pairs.iter().copied())
+    }
+
+    #[test]
+    fn a_silence_is_pending_then_active_then_expired() {
+        let fixture = fixture();
+        let id = fixture
+            .silences
+            .create_or_update(request(
+                vec![
+                    matcher("instance", "db-.*", true, true),
+                    matcher("env", "dev", false, false),
+                ],
+                START + 10 * MINUTE,
+                START + 70 * MINUTE,
+            ))
+            .unwrap();
+        let db = labels(&[("instance", "db-1"), ("env", "prod")]);
+        let dev = labels(&[("instance", "db-1"), ("env", "dev")]);
+        let silence = fixture.silences.get(&id).unwrap();
+        assert_eq!(silence.state_at(START), SilenceState::Pending);
+        assert!(!fixture.silences.is_silenced(&db, START));
+        assert!(fixture.silences.is_silenced(&db, START + 10 * MINUTE));
+        assert!(
+            !fixture.silences.is_silenced(&dev, START + 10 * MINUTE),
+            "env!=dev"
+        );
+        assert!(
+            !fixture
+                .silences
+                .is_silenced(&labels(&[("instance", "web-1")]), START + 20 * MINUTE)
+        );
+        assert_eq!(
+            fixture.silences.silenced_by(&db, START + 20 * MINUTE),
+            vec![id.clone()]
+        );
+        assert!(
+            !fixture.silences.is_silenced(&db, START + 70 * MINUTE),
+            "end is exclusive"
+        );
+        assert_eq!(silence.state_at(START + 70 * MINUTE), SilenceState::Expired);
+    }
+
+    #[test]
+    fn a_start_in_the_past_becomes_now() {
+        let fixture = fixture();
+        let id = fixture
+            .silences
+            .create_or_update(request(
+                vec![matcher("a", "b", false, true)],
+                START - 60 * MINUTE,
+                START + MINUTE,
+            ))
+            .unwrap();
+        let silence = fixture.silences.get(&id).unwrap();
+        assert_eq!(silence.starts_at, START);
+        assert_eq!(silence.updated_at, START);
+    }
+
+    #[test]
+    fn updates_keep_the_id_only_when_alertmanager_would() {
+        let fixture = fixture();
+        let matchers = vec![matcher("job", "node", false, true)];
+        let id = fixture
+            .silences
+            .create_or_update(request(matchers.clone(), START, START + 60 * MINUTE))
+            .unwrap();
+        fixture.clock.advance(5 * MINUTE);
+
+        // Active, same matchers and start, new end and comment: in place.
+        let mut longer = request(matchers.clone(), START, START + 120 * MINUTE);
+        longer.id = Some(id.clone());
+        longer.comment = "longer".to_string();
+        assert_eq!(fixture.silences.create_or_update(longer).unwrap(), id);
+        let updated = fixture.silences.get(&id).unwrap();
+        assert_eq!(
+            (updated.ends_at, updated.comment.as_str()),
+            (START + 120 * MINUTE, "longer")
+        );
+        assert_eq!(updated.updated_at, START + 5 * MINUTE);
+
+        // Changed matchers: the old one expires now, a new id takes over.
+        let mut changed = request(
+            vec![matcher("job", "db", false, true)],
+            START,
+            START + 120 * MINUTE,
+        );
+        changed.id = Some(id.clone());
+        let new_id = fixture.silences.create_or_update(changed).unwrap();
+        assert_ne!(new_id, id);
+        let old = fixture.silences.get(&id).unwrap();
+        assert_eq!(old.ends_at, START + 5 * MINUTE);
+        assert_eq!(old.state_at(START + 5 * MINUTE), SilenceState::Expired);
+        let replacement = fixture.silences.get(&new_id).unwrap();
+        assert_eq!(
+            replacement.starts_at,
+            START + 5 * MINUTE,
+            "start moved to now"
+        );
+
+        // An expired silence is never updated in place.
+        let mut revive = request(
+            vec![matcher("job", "node", false, true)],
+            START + 5 * MINUTE,
+            START + 180 * MINUTE,
+        );
+        revive.id = Some(id.clone());
+        let revived = fixture.silences.create_or_update(revive).unwrap();
+        assert_ne!(revived, id);
+
+        let mut unknown = request(matchers, START + 5 * MINUTE, START + 60 * MINUTE);
+        unknown.id = Some("no-such-id".to_string());
+        assert!(matches!(
+            fixture.silences.create_or_update(unknown),
+            Err(NotifyError::SilenceNotFound(_))
+        ));
+    }
+
+    #[test]
+    fn expiring_moves_the_end_and_pending_ones_collapse() {
+        let fixture = fixture();
+        let active = fixture
+            .silences
+            .create_or_update(request(
+                vec![matcher("a", "1", false, true)],
+                START,
+                START + 60 * MINUTE,
+            ))
+            .unwrap();
+        let pending = fixture
+            .silences
+            .create_or_update(request(
+                vec![matcher("a", "2", false, true)],
+                START + 30 * MINUTE,
+                START + 60 * MINUTE,
+            ))
+            .unwrap();
+        fixture.clock.advance(MINUTE);
+        fixture.silences.expire(&active).unwrap();
+        fixture.silences.expire(&pending).unwrap();
+        let now = START + MINUTE;
+        let active = fixture.silences.get(&active).unwrap();
+        assert_eq!((active.starts_at, active.ends_at), (START, now));
+        let pending_silence = fixture.silences.get(&pending).unwrap();
+        assert_eq!(
+            (pending_silence.starts_at, pending_silence.ends_at),
+            (now, now)
+        );
+        assert!(!fixture.silences.is_silenced(&labels(&[("a", "1")]), now));
+        assert!(matches!(
+            fixture.silences.expire(&pending),
+            Err(NotifyError::SilenceAlreadyExpired(_))
+        ));
+        assert!(matches!(
+            fixture.silences.expire("missing"),
+            Err(NotifyError::SilenceNotFound(_))
+        ));
+    }
+
+    #[test]
+    fn invalid_requests_are_refused_with_a_reason() {
+        let fixture = fixture();
+        let cases = [
+            (
+                request(vec![], START, START + MINUTE),
+                "at least one matcher",
+            ),
+            (
+                request(vec![matcher("a", ".*", true, true)], START, START + MINUTE),
+                "must not match the empty string",
+            ),
+            (
+                request(vec![matcher("a", "(", true, true)], START, START + MINUTE),
+                "invalid label matcher",
+            ),
+            (
+                request(vec![matcher("", "x", false, true)], START, START + MINUTE),
+                "empty label name",
+            ),
+            (
+                request(vec![matcher("a", "b", false, true)], START + MINUTE, START),
+                "before end time",
+            ),
+            (
+                request(
+                    vec![matcher("a", "b", false, true)],
+                    START - 2 * MINUTE,
+                    START - MINUTE,
+                ),
+                "in the past",
+            ),
+        ];
+        for (bad, fragment) in cases {
+            match fixture.silences.create_or_update(bad) {
+                Err(NotifyError::InvalidSilence(message)) => {
+                    assert!(
+                        message.contains(fragment),
+                        "{message} should mention {fragment}"
+                    )
+                }
+                other => panic!("expected InvalidSilence({fragment}), got {other:?}"),
+            }
+        }
+        assert!(fixture.silences.is_empty());
+    }
+
+    #[test]
+    fn silences_survive_reopening_and_expired_ones_are_dropped_after_retention() {
+        let fixture = fixture();
+        let kept = fixture
+            .silences
+            .create_or_update(request(
+                vec![matcher("a", "1", false, true)],
+                START,
+                START + 60 * MINUTE,
+            ))
+            .unwrap();
+        let old = fixture
+            .silences
+            .create_or_update(request(
+                vec![matcher("a", "2", false, true)],
+                START,
+                START + MINUTE,
+            ))
+            .unwrap();
+        let retention = EXPIRED_RETENTION.as_millis() as i64;
+        fixture.clock.set(START + MINUTE + retention + 1);
+        let reopened =
+            Silences::open(fixture.store.clone(), Arc::new(fixture.clock.clone())).unwrap();
+        assert!(reopened.get(&old).is_none(), "past retention");
+        assert_eq!(reopened.get(&kept), fixture.silences.get(&kept));
+        fixture.clock.set(START + 60 * MINUTE + retention + 1);
+        assert_eq!(reopened.garbage_collect().unwrap(), 1);
+        let again = Silences::open(fixture.store.clone(), Arc::new(fixture.clock.clone())).unwrap();
+        assert!(again.is_empty());
+    }
+
+    #[test]
+    fn listing_orders_and_filters_as_alertmanager() {
+        let fixture = fixture();
+        let make = |name: &str, value: &str, start: i64, end: i64| {
+            fixture
+                .silences
+                .create_or_update(request(vec![matcher(name, value, false, true)], start, end))
+                .unwrap()
+        };
+        let active_late = make("job", "a", START, START + 50 * MINUTE);
+        let active_early = make("job", "b", START, START + 40 * MINUTE);
+        let pending = make("team", "c", START + 10 * MINUTE, START + 60 * MINUTE);
+        let expired = make("job", "d", START, START + MINUTE);
+        fixture.clock.advance(2 * MINUTE);
+        let ids: Vec<String> = fixture
+            .silences
+            .list(&[])
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                active_early.clone(),
+                active_late.clone(),
+                pending.clone(),
+                expired.clone()
+            ]
+        );
+
+        let filter = crate::config::matcher::parse_matchers("job=~\"a|d\"").unwrap();
+        let ids: Vec<String> = fixture
+            .silences
+            .list(&filter)
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(ids, [active_late, expired]);
+        let without_job = crate::config::matcher::parse_matchers("job=\"\"").unwrap();
+        let ids: Vec<String> = fixture
+            .silences
+            .list(&without_job)
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(ids, [pending]);
+    }
+
+    #[test]
+    fn stored_values_round_trip_and_garbage_never_panics() {
+        let silence = Silence {
+            id: "id".to_string(),
+            matchers: vec![matcher("a", "b", true, false)],
+            starts_at: 1,
+            ends_at: 2,
+            updated_at: 3,
+            created_by: "me".to_string(),
+            comment: "c".to_string(),
+        };
+        let bytes = encode_stored(&silence).unwrap();
+        assert_eq!(decode_stored(&bytes).unwrap(), silence);
+        for cut in 0..bytes.len() {
+            assert!(
+                decode_stored(&bytes[..cut]).is_err(),
+                "prefix of {cut} bytes"
+            );
+        }
+        let mut other_version = bytes.clone();
+        other_version[0] = 9;
+        assert!(decode_stored(&other_version).is_err());
+    }
+}
