@@ -14,6 +14,7 @@
 //! - [`metadata`] — `/api/v1/metadata`, `/api/v1/query_exemplars`
 //! - [`federate`] — `/federate` (latest sample per series, text exposition)
 //! - [`targets`] — `/api/v1/targets`, `/api/v1/targets/metadata`, `/-/reload`
+//! - [`silences`] — Alertmanager's `/api/v2/silences` and `/api/v2/silence/{id}`
 //! - [`params`] — time, `match[]` and `limit` parameters as Prometheus reads them
 //! - [`error`] — the one place errors become HTTP responses
 //!
@@ -27,11 +28,13 @@ pub mod federate;
 pub mod import;
 pub mod ingest;
 pub mod metadata;
+pub mod notify_alerts;
 pub mod params;
 pub mod query;
 pub mod query_json;
 pub mod rules;
 pub mod series;
+pub mod silences;
 pub mod status;
 pub mod targets;
 pub mod write;
@@ -99,6 +102,10 @@ struct ApiShared {
     import_series_cache: import::SeriesTextCache,
     /// Set once at start by the server; `/api/v1/rules` and `/api/v1/alerts` read it.
     rule_manager: std::sync::OnceLock<Arc<crate::rules::RuleManager>>,
+    /// Set once at start by the server; `/api/v2/alerts` and `/metrics` read it.
+    notifier: std::sync::OnceLock<Arc<crate::notify::Notifier>>,
+    /// Set once at start by the server; the silence API reads it.
+    silences: std::sync::OnceLock<Arc<crate::notify::silence::Silences>>,
 }
 
 impl ApiState {
@@ -125,6 +132,8 @@ impl ApiState {
                 scrape_hooks: std::sync::OnceLock::new(),
                 import_series_cache: import::SeriesTextCache::default(),
                 rule_manager: std::sync::OnceLock::new(),
+                notifier: std::sync::OnceLock::new(),
+                silences: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -173,6 +182,24 @@ impl ApiState {
 
     pub fn rule_manager(&self) -> Option<&Arc<crate::rules::RuleManager>> {
         self.shared.rule_manager.get()
+    }
+
+    /// Attaches the notifier; only the first call has an effect.
+    pub fn set_notifier(&self, notifier: Arc<crate::notify::Notifier>) {
+        let _ = self.shared.notifier.set(notifier);
+    }
+
+    pub fn notifier(&self) -> Option<&Arc<crate::notify::Notifier>> {
+        self.shared.notifier.get()
+    }
+
+    /// Attaches the silences; only the first call has an effect.
+    pub fn set_silences(&self, silences: Arc<crate::notify::silence::Silences>) {
+        let _ = self.shared.silences.set(silences);
+    }
+
+    pub fn silences(&self) -> Option<&Arc<crate::notify::silence::Silences>> {
+        self.shared.silences.get()
     }
 }
 
@@ -334,6 +361,16 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/targets", get(targets::targets_handler))
         .route("/api/v1/rules", get(rules::rules_handler))
         .route("/api/v1/alerts", get(rules::alerts_handler))
+        .route("/api/v2/alerts", get(notify_alerts::alerts_handler))
+        .route("/api/v2/status", get(notify_alerts::status_handler))
+        .route(
+            "/api/v2/silences",
+            get(silences::list_silences).post(silences::post_silence),
+        )
+        .route(
+            "/api/v2/silence/{id}",
+            get(silences::get_silence).delete(silences::delete_silence),
+        )
         .route(
             "/api/v1/targets/metadata",
             get(targets::targets_metadata_handler),

@@ -4,6 +4,9 @@
 
 pub mod file;
 pub mod matcher;
+pub mod notifications;
+pub mod sla;
+pub mod time_interval;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -14,7 +14,9 @@
 //!   module that touches redb)
 //! - layer 3: [`promql`] (evaluation over `storage::Querier`), [`scrape`]
 //!   (target manager, discovery, relabeling, scrape loops, staleness)
-//! - layer 4: [`rules`] (rule files, groups, alert state, templates)
+//! - layer 4: [`rules`] (rule files, groups, alert state, templates),
+//!   [`sla`] (coverage calendars and policies: pure time math)
+//! - layer 6: [`notify`] (routing tree, inhibition, silences, delivery)
 //! - layer 7: [`api`] (axum routes; the one place errors become HTTP)
 //! - layer 8: [`server`] (wiring, threads, shutdown) and `main.rs` (CLI)
 //!
@@ -45,10 +47,12 @@ pub mod clock;
 pub mod config;
 pub mod ingest;
 pub mod model;
+pub mod notify;
 pub mod promql;
 pub mod rules;
 pub mod scrape;
 pub mod server;
+pub mod sla;
 pub mod storage;
 pub mod telemetry;
 pub mod tsdb;
