@@ -4,6 +4,7 @@
 
 pub mod file;
 pub mod matcher;
+pub mod sla;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

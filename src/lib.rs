@@ -49,6 +49,7 @@ pub mod promql;
 pub mod rules;
 pub mod scrape;
 pub mod server;
+pub mod sla;
 pub mod storage;
 pub mod telemetry;
 pub mod tsdb;
