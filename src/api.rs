@@ -15,6 +15,8 @@
 //! - [`federate`] — `/federate` (latest sample per series, text exposition)
 //! - [`targets`] — `/api/v1/targets`, `/api/v1/targets/metadata`, `/-/reload`
 //! - [`params`] — time, `match[]` and `limit` parameters as Prometheus reads them
+//! - [`incidents`] — `/api/v1/incidents` (SLA incidents, actions, signed ack links)
+//! - [`sla`] — `/api/v1/sla/report`
 //! - [`error`] — the one place errors become HTTP responses
 //!
 //! Handlers do CPU and storage work in `spawn_blocking`, never on the async
@@ -25,6 +27,7 @@ pub mod error;
 pub mod export;
 pub mod federate;
 pub mod import;
+pub mod incidents;
 pub mod ingest;
 pub mod metadata;
 pub mod params;
@@ -32,6 +35,7 @@ pub mod query;
 pub mod query_json;
 pub mod rules;
 pub mod series;
+pub mod sla;
 pub mod status;
 pub mod targets;
 pub mod write;
@@ -99,6 +103,8 @@ struct ApiShared {
     import_series_cache: import::SeriesTextCache,
     /// Set once at start by the server; `/api/v1/rules` and `/api/v1/alerts` read it.
     rule_manager: std::sync::OnceLock<Arc<crate::rules::RuleManager>>,
+    /// Set once at start by the server; the incident and report endpoints read it.
+    sla_manager: std::sync::OnceLock<Arc<crate::sla::manager::SlaManager>>,
 }
 
 impl ApiState {
@@ -125,6 +131,7 @@ impl ApiState {
                 scrape_hooks: std::sync::OnceLock::new(),
                 import_series_cache: import::SeriesTextCache::default(),
                 rule_manager: std::sync::OnceLock::new(),
+                sla_manager: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -173,6 +180,15 @@ impl ApiState {
 
     pub fn rule_manager(&self) -> Option<&Arc<crate::rules::RuleManager>> {
         self.shared.rule_manager.get()
+    }
+
+    /// Attaches the SLA incident manager; only the first call has an effect.
+    pub fn set_sla_manager(&self, manager: Arc<crate::sla::manager::SlaManager>) {
+        let _ = self.shared.sla_manager.set(manager);
+    }
+
+    pub fn sla_manager(&self) -> Option<&Arc<crate::sla::manager::SlaManager>> {
+        self.shared.sla_manager.get()
     }
 }
 
@@ -338,6 +354,33 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/targets/metadata",
             get(targets::targets_metadata_handler),
         )
+        // SLA incidents and reports.
+        .route("/api/v1/incidents", get(incidents::list_incidents_handler))
+        .route(
+            "/api/v1/incidents/{id}",
+            get(incidents::get_incident_handler),
+        )
+        .route(
+            "/api/v1/incidents/{id}/ack",
+            post(incidents::acknowledge_handler),
+        )
+        .route(
+            "/api/v1/incidents/{id}/unack",
+            post(incidents::unacknowledge_handler),
+        )
+        .route(
+            "/api/v1/incidents/{id}/resolve",
+            post(incidents::resolve_handler),
+        )
+        .route(
+            "/api/v1/incidents/{id}/notes",
+            post(incidents::note_handler),
+        )
+        .route(
+            "/api/v1/incidents/{id}/ack-link",
+            get(incidents::ack_link_page_handler).post(incidents::ack_link_confirm_handler),
+        )
+        .route("/api/v1/sla/report", get(sla::report_handler))
         .route(
             "/-/reload",
             post(targets::reload_handler).put(targets::reload_handler),
