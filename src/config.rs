@@ -5,6 +5,7 @@
 pub mod file;
 pub mod matcher;
 pub mod sla;
+pub mod time_interval;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -14,7 +14,8 @@
 //!   module that touches redb)
 //! - layer 3: [`promql`] (evaluation over `storage::Querier`), [`scrape`]
 //!   (target manager, discovery, relabeling, scrape loops, staleness)
-//! - layer 4: [`rules`] (rule files, groups, alert state, templates)
+//! - layer 4: [`rules`] (rule files, groups, alert state, templates),
+//!   [`sla`] (coverage calendars and policies: pure time math)
 //! - layer 7: [`api`] (axum routes; the one place errors become HTTP)
 //! - layer 8: [`server`] (wiring, threads, shutdown) and `main.rs` (CLI)
 //!

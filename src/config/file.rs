@@ -42,6 +42,7 @@ pub struct ConfigFile {
     pub scrape_configs: Vec<ScrapeConfig>,
     /// Parsed and kept for the rules engine; not read by the scraper.
     pub rule_files: Vec<String>,
+    pub sla: Option<super::sla::SlaConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -336,6 +337,8 @@ struct RawConfigFile {
     #[serde(default)]
     rule_files: Option<Vec<String>>,
     #[serde(default)]
+    sla: Option<super::sla::RawSlaConfig>,
+    #[serde(default)]
     scrape_config_files: Option<IgnoredAny>,
     #[serde(default)]
     alerting: Option<IgnoredAny>,
@@ -578,7 +581,11 @@ pub fn load_file(path: &Path) -> Result<ConfigFile, ConfigFileError> {
         path: path.display().to_string(),
         reason: error.to_string(),
     })?;
-    parse_config(&text)
+    let mut config = parse_config(&text)?;
+    if let (Some(sla), Some(directory)) = (config.sla.as_mut(), path.parent()) {
+        sla.resolve_relative_paths(directory);
+    }
+    Ok(config)
 }
 
 /// Parses and resolves configuration text; an empty text is the default configuration.
@@ -588,6 +595,7 @@ pub fn parse_config(text: &str) -> Result<ConfigFile, ConfigFileError> {
             global: GlobalConfig::default(),
             scrape_configs: Vec::new(),
             rule_files: Vec::new(),
+            sla: None,
         });
     }
     let raw: RawConfigFile = serde_saphyr::from_str(text).map_err(syntax_error)?;
@@ -703,6 +711,8 @@ fn resolve(raw: RawConfigFile) -> Result<ConfigFile, ConfigFileError> {
         global,
         scrape_configs,
         rule_files: raw.rule_files.unwrap_or_default(),
+        sla: (raw.sla.map(super::sla::SlaConfig::from_raw).transpose())
+            .map_err(|error| ConfigFileError::Invalid(error.to_string()))?,
     })
 }
 
