@@ -18,9 +18,13 @@ use crate::config::ServerSettings;
 use crate::promql::{Engine, EngineOptions};
 use crate::rules::{RuleManager, RuleSettings};
 use crate::scrape::ScrapeManager;
+use crate::sla::manager::{SlaManager, SlaSettings};
 use crate::storage::{Appendable, Appender, Querier, Queryable, StateStore, StorageError};
 use crate::telemetry::Exposition;
 use crate::tsdb::{Options, Tsdb};
+
+/// How often the SLA manager applies due escalations, breaches and re-opens.
+pub const SLA_TICK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often retention runs.
 pub const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
@@ -141,6 +145,7 @@ async fn reload_on_sighup(reload: ConfigReloader, config_file: Option<std::path:
 fn config_reloader(
     scrape_manager: Arc<ScrapeManager>,
     rule_manager: Arc<RuleManager>,
+    sla_manager: Option<Arc<SlaManager>>,
     external_url: String,
 ) -> ConfigReloader {
     Arc::new(move |path: &std::path::Path| {
@@ -154,6 +159,12 @@ fn config_reloader(
             let reasons: Vec<String> = errors.iter().map(ToString::to_string).collect();
             format!("failed to reload rule files: {}", reasons.join("; "))
         })?;
+        // SLA policies change; incidents, their timelines and clocks stay.
+        if let Some(sla_manager) = &sla_manager {
+            let sla_settings = SlaSettings::from_config(config.sla.as_ref(), &external_url)
+                .map_err(|error| format!("failed to reload SLA policies: {error}"))?;
+            sla_manager.update_settings(sla_settings);
+        }
         Ok(())
     })
 }
@@ -192,10 +203,14 @@ pub async fn serve_store(
         clock.clone(),
         Engine::new(state.query_settings().engine.clone()),
     );
+    let mut sla_settings = SlaSettings::from_config(None, &settings.external_url)
+        .map_err(|error| ServerError::Config(error.to_string()))?;
     if let Some(path) = &settings.config_file {
         let config = scrape_manager
             .reload_from_file(path)
             .map_err(ServerError::Config)?;
+        sla_settings = SlaSettings::from_config(config.sla.as_ref(), &settings.external_url)
+            .map_err(|error| ServerError::Config(format!("SLA policies: {error}")))?;
         let rules_store = rule_manager.clone();
         let mut rule_settings = RuleSettings::from_config(&config, path);
         rule_settings.external_url = settings.external_url.clone();
@@ -212,11 +227,35 @@ pub async fn serve_store(
                 )
             })?;
     }
+    // SLA incidents live beside the rules' state; a store without state
+    // tables runs without them.
+    let sla_manager = match store.clone().state_store() {
+        Some(state_store) => {
+            let series_store: Arc<dyn Appendable> = Arc::new(RuleStore(store.clone()));
+            let query_store: Arc<dyn Queryable> = Arc::new(RuleStore(store.clone()));
+            let manager = tokio::task::spawn_blocking(move || {
+                SlaManager::open(
+                    state_store,
+                    Some(series_store),
+                    Some(query_store),
+                    sla_settings,
+                )
+            })
+            .await
+            .map_err(|error| ServerError::Config(error.to_string()))?
+            .map_err(|error| ServerError::Config(format!("SLA incidents: {error}")))?;
+            rule_manager.add_alert_sink(manager.clone());
+            state.set_sla_manager(manager.clone());
+            Some(manager)
+        }
+        None => None,
+    };
     rule_manager.start();
     state.set_rule_manager(rule_manager.clone());
     let reload = config_reloader(
         scrape_manager.clone(),
         rule_manager.clone(),
+        sla_manager.clone(),
         settings.external_url.clone(),
     );
     state.set_scrape_hooks(ScrapeHooks {
@@ -245,6 +284,30 @@ pub async fn serve_store(
         }
     });
 
+    // Stopped by a message rather than aborted, so a tick that is storing
+    // an incident finishes before the store closes.
+    let (sla_stop_sender, sla_stop_receiver) = tokio::sync::watch::channel(false);
+    let sla_task = sla_manager.clone().map(|manager| {
+        let clock = clock.clone();
+        let mut stop = sla_stop_receiver;
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(SLA_TICK_INTERVAL);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = interval.tick() => {}
+                    _ = stop.changed() => break,
+                }
+                let manager = manager.clone();
+                let now = clock.now_ms();
+                // Ticks persist incidents (fsync) and page: blocking work.
+                if let Err(error) = tokio::task::spawn_blocking(move || manager.tick(now)).await {
+                    tracing::error!(%error, "SLA tick panicked");
+                }
+            }
+        })
+    });
+
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await;
@@ -255,6 +318,11 @@ pub async fn serve_store(
     scrape_manager.shutdown().await;
     tracing::info!("stopping rule evaluation");
     rule_manager.shutdown().await;
+    if let Some(sla_task) = sla_task {
+        tracing::info!("stopping SLA clocks");
+        let _ = sla_stop_sender.send(true);
+        let _ = sla_task.await;
+    }
     tracing::info!("HTTP server stopped; closing storage");
     let closing_store = store.clone();
     let closed = tokio::task::spawn_blocking(move || closing_store.close())

@@ -285,6 +285,26 @@ pub struct SlaSettings {
     pub external_url: String,
 }
 
+impl SlaSettings {
+    /// The settings of a configuration's `sla:` section (none: no policies).
+    pub fn from_config(
+        config: Option<&crate::config::sla::SlaConfig>,
+        external_url: &str,
+    ) -> Result<SlaSettings, crate::sla::policy::PolicyError> {
+        let Some(config) = config else {
+            return Ok(SlaSettings {
+                external_url: external_url.to_string(),
+                ..SlaSettings::default()
+            });
+        };
+        Ok(SlaSettings {
+            policies: Arc::new(PolicySet::from_config(config)?),
+            heartbeats: config.heartbeats.clone(),
+            external_url: external_url.to_string(),
+        })
+    }
+}
+
 struct ManagerState {
     settings: SlaSettings,
     /// Incidents that are not finished (see `Incident::is_finished`), by id.
