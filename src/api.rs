@@ -14,6 +14,7 @@
 //! - [`metadata`] — `/api/v1/metadata`, `/api/v1/query_exemplars`
 //! - [`federate`] — `/federate` (latest sample per series, text exposition)
 //! - [`targets`] — `/api/v1/targets`, `/api/v1/targets/metadata`, `/-/reload`
+//! - [`silences`] — Alertmanager's `/api/v2/silences` and `/api/v2/silence/{id}`
 //! - [`params`] — time, `match[]` and `limit` parameters as Prometheus reads them
 //! - [`incidents`] — `/api/v1/incidents` (SLA incidents, actions, signed ack links)
 //! - [`sla`] — `/api/v1/sla/report`
@@ -30,11 +31,13 @@ pub mod import;
 pub mod incidents;
 pub mod ingest;
 pub mod metadata;
+pub mod notify_alerts;
 pub mod params;
 pub mod query;
 pub mod query_json;
 pub mod rules;
 pub mod series;
+pub mod silences;
 pub mod sla;
 pub mod status;
 pub mod targets;
@@ -105,6 +108,10 @@ struct ApiShared {
     rule_manager: std::sync::OnceLock<Arc<crate::rules::RuleManager>>,
     /// Set once at start by the server; the incident and report endpoints read it.
     sla_manager: std::sync::OnceLock<Arc<crate::sla::manager::SlaManager>>,
+    /// Set once at start by the server; `/api/v2/alerts` and `/metrics` read it.
+    notifier: std::sync::OnceLock<Arc<crate::notify::Notifier>>,
+    /// Set once at start by the server; the silence API reads it.
+    silences: std::sync::OnceLock<Arc<crate::notify::silence::Silences>>,
 }
 
 impl ApiState {
@@ -132,6 +139,8 @@ impl ApiState {
                 import_series_cache: import::SeriesTextCache::default(),
                 rule_manager: std::sync::OnceLock::new(),
                 sla_manager: std::sync::OnceLock::new(),
+                notifier: std::sync::OnceLock::new(),
+                silences: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -189,6 +198,24 @@ impl ApiState {
 
     pub fn sla_manager(&self) -> Option<&Arc<crate::sla::manager::SlaManager>> {
         self.shared.sla_manager.get()
+    }
+
+    /// Attaches the notifier; only the first call has an effect.
+    pub fn set_notifier(&self, notifier: Arc<crate::notify::Notifier>) {
+        let _ = self.shared.notifier.set(notifier);
+    }
+
+    pub fn notifier(&self) -> Option<&Arc<crate::notify::Notifier>> {
+        self.shared.notifier.get()
+    }
+
+    /// Attaches the silences; only the first call has an effect.
+    pub fn set_silences(&self, silences: Arc<crate::notify::silence::Silences>) {
+        let _ = self.shared.silences.set(silences);
+    }
+
+    pub fn silences(&self) -> Option<&Arc<crate::notify::silence::Silences>> {
+        self.shared.silences.get()
     }
 }
 
@@ -350,6 +377,16 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/targets", get(targets::targets_handler))
         .route("/api/v1/rules", get(rules::rules_handler))
         .route("/api/v1/alerts", get(rules::alerts_handler))
+        .route("/api/v2/alerts", get(notify_alerts::alerts_handler))
+        .route("/api/v2/status", get(notify_alerts::status_handler))
+        .route(
+            "/api/v2/silences",
+            get(silences::list_silences).post(silences::post_silence),
+        )
+        .route(
+            "/api/v2/silence/{id}",
+            get(silences::get_silence).delete(silences::delete_silence),
+        )
         .route(
             "/api/v1/targets/metadata",
             get(targets::targets_metadata_handler),

@@ -4,6 +4,7 @@
 
 pub mod file;
 pub mod matcher;
+pub mod notifications;
 pub mod sla;
 pub mod time_interval;
 

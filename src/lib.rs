@@ -16,6 +16,7 @@
 //!   (target manager, discovery, relabeling, scrape loops, staleness)
 //! - layer 4: [`rules`] (rule files, groups, alert state, templates),
 //!   [`sla`] (coverage calendars and policies: pure time math)
+//! - layer 6: [`notify`] (routing tree, inhibition, silences, delivery)
 //! - layer 7: [`api`] (axum routes; the one place errors become HTTP)
 //! - layer 8: [`server`] (wiring, threads, shutdown) and `main.rs` (CLI)
 //!
@@ -46,6 +47,7 @@ pub mod clock;
 pub mod config;
 pub mod ingest;
 pub mod model;
+pub mod notify;
 pub mod promql;
 pub mod rules;
 pub mod scrape;

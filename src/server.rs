@@ -15,6 +15,9 @@ use crate::api::targets::{ConfigReloader, ScrapeHooks};
 use crate::api::{self, ApiState, QuerySettings, Store};
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServerSettings;
+use crate::config::notifications::NotificationsConfig;
+use crate::notify::Notifier;
+use crate::notify::notifier::notifications_sending_nothing;
 use crate::promql::{Engine, EngineOptions};
 use crate::rules::{RuleManager, RuleSettings};
 use crate::scrape::ScrapeManager;
@@ -75,6 +78,23 @@ impl Queryable for RuleStore {
 
     fn metadata(&self) -> Vec<(String, crate::model::MetricMetadata)> {
         self.0.metadata()
+    }
+}
+
+/// SLA pages through `Notifier::send_direct`: durable when it returns and
+/// idempotent by dedup key, as `sla::manager::PageSink` asks.
+struct NotifierPageSink(Arc<Notifier>);
+
+impl crate::sla::manager::PageSink for NotifierPageSink {
+    fn page(
+        &self,
+        receiver: &str,
+        dedup_key: &str,
+        alert: &crate::rules::OutgoingAlert,
+    ) -> Result<(), String> {
+        self.0
+            .send_direct(receiver, dedup_key, vec![alert.clone()])
+            .map_err(|error| error.to_string())
     }
 }
 
@@ -146,6 +166,7 @@ fn config_reloader(
     scrape_manager: Arc<ScrapeManager>,
     rule_manager: Arc<RuleManager>,
     sla_manager: Option<Arc<SlaManager>>,
+    notifier: Option<Arc<Notifier>>,
     external_url: String,
 ) -> ConfigReloader {
     Arc::new(move |path: &std::path::Path| {
@@ -165,8 +186,48 @@ fn config_reloader(
                 .map_err(|error| format!("failed to reload SLA policies: {error}"))?;
             sla_manager.update_settings(sla_settings);
         }
+        // Groups, pending notifications and delivery records stay across a reload.
+        if let Some(notifier) = &notifier {
+            notifier
+                .reload(notifications_of(&config))
+                .map_err(|error| format!("failed to reload notifications: {error}"))?;
+        }
         Ok(())
     })
+}
+
+/// The `notifications:` section, or one that sends nothing when absent
+/// (a later reload may add it).
+fn notifications_of(config: &crate::config::file::ConfigFile) -> NotificationsConfig {
+    config
+        .notifications
+        .clone()
+        .unwrap_or_else(notifications_sending_nothing)
+}
+
+/// The silences kept in the store's state tables, when it has them.
+async fn open_silences(
+    store: &Arc<dyn ManagedStore>,
+    clock: &Arc<dyn Clock>,
+    settings: &ServerSettings,
+) -> Result<Option<Arc<crate::notify::silence::Silences>>, ServerError> {
+    let Some(state_store) = store.clone().state_store() else {
+        return Ok(None);
+    };
+    let clock = clock.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        crate::notify::silence::Silences::open(state_store, clock)
+    })
+    .await
+    .map_err(|error| error.to_string())
+    .and_then(|result| result.map_err(|error| error.to_string()));
+    match opened {
+        Ok(silences) => Ok(Some(silences)),
+        Err(reason) => Err(ServerError::OpenStorage {
+            path: settings.storage_path.display().to_string(),
+            reason: format!("loading silences: {reason}"),
+        }),
+    }
 }
 
 /// Serves `store` until `shutdown` resolves, then closes it.
@@ -205,12 +266,14 @@ pub async fn serve_store(
     );
     let mut sla_settings = SlaSettings::from_config(None, &settings.external_url)
         .map_err(|error| ServerError::Config(error.to_string()))?;
+    let mut notifications = notifications_sending_nothing();
     if let Some(path) = &settings.config_file {
         let config = scrape_manager
             .reload_from_file(path)
             .map_err(ServerError::Config)?;
         sla_settings = SlaSettings::from_config(config.sla.as_ref(), &settings.external_url)
             .map_err(|error| ServerError::Config(format!("SLA policies: {error}")))?;
+        notifications = notifications_of(&config);
         let rules_store = rule_manager.clone();
         let mut rule_settings = RuleSettings::from_config(&config, path);
         rule_settings.external_url = settings.external_url.clone();
@@ -250,12 +313,39 @@ pub async fn serve_store(
         }
         None => None,
     };
+    let silences = open_silences(&store, &clock, settings).await?;
+    if let Some(silences) = &silences {
+        state.set_silences(silences.clone());
+    }
+    let notifier = match store.clone().state_store() {
+        Some(state_store) => {
+            let notifier = Notifier::start(
+                notifications,
+                settings.external_url.clone(),
+                state_store,
+                silences.clone(),
+                clock.clone(),
+                tokio::runtime::Handle::current(),
+            )
+            .map_err(|error| ServerError::Config(error.to_string()))?;
+            rule_manager.add_alert_sink(notifier.clone());
+            state.set_notifier(notifier.clone());
+            Some(notifier)
+        }
+        None => None,
+    };
+    // Escalations and breach notices reach the receivers through the
+    // notifier's outbox, like any alert.
+    if let (Some(sla_manager), Some(notifier)) = (&sla_manager, &notifier) {
+        sla_manager.set_page_sink(Arc::new(NotifierPageSink(notifier.clone())));
+    }
     rule_manager.start();
     state.set_rule_manager(rule_manager.clone());
     let reload = config_reloader(
         scrape_manager.clone(),
         rule_manager.clone(),
         sla_manager.clone(),
+        notifier.clone(),
         settings.external_url.clone(),
     );
     state.set_scrape_hooks(ScrapeHooks {
@@ -280,6 +370,13 @@ pub async fn serve_store(
                 Ok(Ok(())) => tracing::debug!("retention applied"),
                 Ok(Err(error)) => tracing::warn!(%error, "retention failed"),
                 Err(error) => tracing::error!(%error, "retention task panicked"),
+            }
+            if let Some(silences) = silences.clone() {
+                match tokio::task::spawn_blocking(move || silences.garbage_collect()).await {
+                    Ok(Ok(dropped)) => tracing::debug!(dropped, "expired silences collected"),
+                    Ok(Err(error)) => tracing::warn!(%error, "silence collection failed"),
+                    Err(error) => tracing::error!(%error, "silence collection panicked"),
+                }
             }
         }
     });
@@ -322,6 +419,10 @@ pub async fn serve_store(
         tracing::info!("stopping SLA clocks");
         let _ = sla_stop_sender.send(true);
         let _ = sla_task.await;
+    }
+    if let Some(notifier) = notifier {
+        tracing::info!("stopping the notifier; pending notifications stay in the outbox");
+        let _ = tokio::task::spawn_blocking(move || notifier.shutdown()).await;
     }
     tracing::info!("HTTP server stopped; closing storage");
     let closing_store = store.clone();

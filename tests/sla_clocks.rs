@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use guardia::model::{Labels, Timestamp};
 use guardia::sla::incident::{
-    DueAction, Incident, IncidentState, due_actions, FLAP_GRACE_MS, clocks,
+    DueAction, FLAP_GRACE_MS, Incident, IncidentState, clocks, due_actions,
 };
 use guardia::sla::policy::{Policy, PolicySet};
 
@@ -208,7 +208,9 @@ fn acknowledge_timeout_reopens_and_escalation_starts_a_new_round() {
     let start = 1_800_000_000_000;
     let mut incident = open("database", start);
     run(&mut incident, &database, start);
-    incident.acknowledge("ana", "looking", start + 5 * MINUTE).unwrap();
+    incident
+        .acknowledge("ana", "looking", start + 5 * MINUTE)
+        .unwrap();
     assert_eq!(incident.state(), IncidentState::Acknowledged);
     assert!(run(&mut incident, &database, start + 64 * MINUTE).is_empty());
     let actions = run(&mut incident, &database, start + 65 * MINUTE);
@@ -242,7 +244,11 @@ fn manual_resolve_before_the_alert_resolves_ends_the_incident() {
     // The alert still fires: it belongs to this incident, which is not finished.
     assert!(incident.absorbs(&alert("database")));
     assert!(!incident.is_finished());
-    assert!(incident.acknowledge("bob", "", start + 21 * MINUTE).is_err());
+    assert!(
+        incident
+            .acknowledge("bob", "", start + 21 * MINUTE)
+            .is_err()
+    );
     assert!(incident.record_alert_resolved(&alert("database"), start + 30 * MINUTE));
     assert!(incident.is_finished());
     // Firing again now is a new problem.
@@ -262,10 +268,23 @@ fn a_flapping_alert_stays_in_one_incident() {
     assert!(incident.record_alert_firing(&alert("database"), &Labels::empty(), start + 8 * MINUTE));
     let actions = run(&mut incident, &database, start + 10 * MINUTE);
     assert_eq!(escalations(&actions), vec![(0, 1, 0)]);
-    incident.acknowledge("ana", "", start + 11 * MINUTE).unwrap();
+    incident
+        .acknowledge("ana", "", start + 11 * MINUTE)
+        .unwrap();
     assert!(incident.record_alert_resolved(&alert("database"), start + 20 * MINUTE));
-    assert!(run(&mut incident, &database, start + 20 * MINUTE + FLAP_GRACE_MS - 1).is_empty());
-    let actions = run(&mut incident, &database, start + 20 * MINUTE + FLAP_GRACE_MS);
+    assert!(
+        run(
+            &mut incident,
+            &database,
+            start + 20 * MINUTE + FLAP_GRACE_MS - 1
+        )
+        .is_empty()
+    );
+    let actions = run(
+        &mut incident,
+        &database,
+        start + 20 * MINUTE + FLAP_GRACE_MS,
+    );
     assert_eq!(
         actions,
         vec![DueAction::ResolveAlertsGone {

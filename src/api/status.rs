@@ -48,6 +48,9 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
     if let Some(rule_manager) = state.rule_manager() {
         rule_manager.render_metrics(&mut exposition);
     }
+    if let Some(notifier) = state.notifier() {
+        notifier.render_metrics(&mut exposition);
+    }
     render_process_metrics(&mut exposition);
     (
         StatusCode::OK,

@@ -42,6 +42,8 @@ pub struct ConfigFile {
     pub scrape_configs: Vec<ScrapeConfig>,
     /// Parsed and kept for the rules engine; not read by the scraper.
     pub rule_files: Vec<String>,
+    /// The `notifications:` section (alertmanager.yml's shape), when present.
+    pub notifications: Option<super::notifications::NotificationsConfig>,
     pub sla: Option<super::sla::SlaConfig>,
 }
 
@@ -337,6 +339,7 @@ struct RawConfigFile {
     #[serde(default)]
     rule_files: Option<Vec<String>>,
     #[serde(default)]
+    notifications: Option<super::notifications::RawNotifications>,
     sla: Option<super::sla::RawSlaConfig>,
     #[serde(default)]
     scrape_config_files: Option<IgnoredAny>,
@@ -374,7 +377,7 @@ struct RawGlobal {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawBasicAuth {
+pub(super) struct RawBasicAuth {
     username: String,
     password: Option<String>,
     password_file: Option<PathBuf>,
@@ -382,7 +385,7 @@ struct RawBasicAuth {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawAuthorization {
+pub(super) struct RawAuthorization {
     #[serde(rename = "type")]
     credentials_type: Option<String>,
     credentials: Option<String>,
@@ -391,7 +394,7 @@ struct RawAuthorization {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct RawTlsConfig {
+pub(super) struct RawTlsConfig {
     ca_file: Option<PathBuf>,
     cert_file: Option<PathBuf>,
     key_file: Option<PathBuf>,
@@ -595,6 +598,7 @@ pub fn parse_config(text: &str) -> Result<ConfigFile, ConfigFileError> {
             global: GlobalConfig::default(),
             scrape_configs: Vec::new(),
             rule_files: Vec::new(),
+            notifications: None,
             sla: None,
         });
     }
@@ -711,12 +715,16 @@ fn resolve(raw: RawConfigFile) -> Result<ConfigFile, ConfigFileError> {
         global,
         scrape_configs,
         rule_files: raw.rule_files.unwrap_or_default(),
+        notifications: raw
+            .notifications
+            .map(super::notifications::resolve_notifications)
+            .transpose()?,
         sla: (raw.sla.map(super::sla::SlaConfig::from_raw).transpose())
             .map_err(|error| ConfigFileError::Invalid(error.to_string()))?,
     })
 }
 
-fn resolve_http_client(
+pub(super) fn resolve_http_client(
     basic_auth: Option<RawBasicAuth>,
     authorization: Option<RawAuthorization>,
     bearer_token: Option<String>,
