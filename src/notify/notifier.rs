@@ -66,11 +66,14 @@ struct DeliveryOutcome {
     seconds: f64,
 }
 
+/// (receiver, integration kind) → (attempts, failed attempts).
+type AttemptCounts = BTreeMap<(String, &'static str), (u64, u64)>;
+
 /// Counters per (receiver, integration kind) and the other figures of
 /// `/metrics`, shared between the worker and the HTTP handlers.
 #[derive(Default)]
 struct NotifierMetrics {
-    sent: Mutex<BTreeMap<(String, &'static str), (u64, u64)>>,
+    sent: Mutex<AttemptCounts>,
     latency: Histogram,
     queue_length: std::sync::atomic::AtomicU64,
     mute_counts: Mutex<MuteCounts>,
