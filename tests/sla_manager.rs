@@ -34,10 +34,13 @@ sla:
         - {after: 30m, receiver: lead}
 "#;
 
+/// Receiver, arrival time and content of one page.
+type RecordedPage = (String, Timestamp, OutgoingAlert);
+
 /// Keeps the first page per key, as the notifier does, and when each arrived.
 #[derive(Default)]
 struct RecordingSink {
-    pages: Mutex<BTreeMap<String, (String, Timestamp, OutgoingAlert)>>,
+    pages: Mutex<BTreeMap<String, RecordedPage>>,
     handed: Mutex<u64>,
     now: Mutex<Timestamp>,
 }
