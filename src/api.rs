@@ -16,6 +16,8 @@
 //! - [`targets`] — `/api/v1/targets`, `/api/v1/targets/metadata`, `/-/reload`
 //! - [`silences`] — Alertmanager's `/api/v2/silences` and `/api/v2/silence/{id}`
 //! - [`params`] — time, `match[]` and `limit` parameters as Prometheus reads them
+//! - [`incidents`] — `/api/v1/incidents` (SLA incidents, actions, signed ack links)
+//! - [`sla`] — `/api/v1/sla/report`
 //! - [`error`] — the one place errors become HTTP responses
 //!
 //! Handlers do CPU and storage work in `spawn_blocking`, never on the async
@@ -26,6 +28,7 @@ pub mod error;
 pub mod export;
 pub mod federate;
 pub mod import;
+pub mod incidents;
 pub mod ingest;
 pub mod metadata;
 pub mod notify_alerts;
@@ -35,6 +38,7 @@ pub mod query_json;
 pub mod rules;
 pub mod series;
 pub mod silences;
+pub mod sla;
 pub mod status;
 pub mod targets;
 pub mod write;
@@ -102,6 +106,8 @@ struct ApiShared {
     import_series_cache: import::SeriesTextCache,
     /// Set once at start by the server; `/api/v1/rules` and `/api/v1/alerts` read it.
     rule_manager: std::sync::OnceLock<Arc<crate::rules::RuleManager>>,
+    /// Set once at start by the server; the incident and report endpoints read it.
+    sla_manager: std::sync::OnceLock<Arc<crate::sla::manager::SlaManager>>,
     /// Set once at start by the server; `/api/v2/alerts` and `/metrics` read it.
     notifier: std::sync::OnceLock<Arc<crate::notify::Notifier>>,
     /// Set once at start by the server; the silence API reads it.
@@ -132,6 +138,7 @@ impl ApiState {
                 scrape_hooks: std::sync::OnceLock::new(),
                 import_series_cache: import::SeriesTextCache::default(),
                 rule_manager: std::sync::OnceLock::new(),
+                sla_manager: std::sync::OnceLock::new(),
                 notifier: std::sync::OnceLock::new(),
                 silences: std::sync::OnceLock::new(),
             }),
@@ -182,6 +189,15 @@ impl ApiState {
 
     pub fn rule_manager(&self) -> Option<&Arc<crate::rules::RuleManager>> {
         self.shared.rule_manager.get()
+    }
+
+    /// Attaches the SLA incident manager; only the first call has an effect.
+    pub fn set_sla_manager(&self, manager: Arc<crate::sla::manager::SlaManager>) {
+        let _ = self.shared.sla_manager.set(manager);
+    }
+
+    pub fn sla_manager(&self) -> Option<&Arc<crate::sla::manager::SlaManager>> {
+        self.shared.sla_manager.get()
     }
 
     /// Attaches the notifier; only the first call has an effect.
@@ -375,6 +391,33 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/targets/metadata",
             get(targets::targets_metadata_handler),
         )
+        // SLA incidents and reports.
+        .route("/api/v1/incidents", get(incidents::list_incidents_handler))
+        .route(
+            "/api/v1/incidents/{id}",
+            get(incidents::get_incident_handler),
+        )
+        .route(
+            "/api/v1/incidents/{id}/ack",
+            post(incidents::acknowledge_handler),
+        )
+        .route(
+            "/api/v1/incidents/{id}/unack",
+            post(incidents::unacknowledge_handler),
+        )
+        .route(
+            "/api/v1/incidents/{id}/resolve",
+            post(incidents::resolve_handler),
+        )
+        .route(
+            "/api/v1/incidents/{id}/notes",
+            post(incidents::note_handler),
+        )
+        .route(
+            "/api/v1/incidents/{id}/ack-link",
+            get(incidents::ack_link_page_handler).post(incidents::ack_link_confirm_handler),
+        )
+        .route("/api/v1/sla/report", get(sla::report_handler))
         .route(
             "/-/reload",
             post(targets::reload_handler).put(targets::reload_handler),

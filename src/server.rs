@@ -21,9 +21,13 @@ use crate::notify::notifier::notifications_sending_nothing;
 use crate::promql::{Engine, EngineOptions};
 use crate::rules::{RuleManager, RuleSettings};
 use crate::scrape::ScrapeManager;
+use crate::sla::manager::{SlaManager, SlaSettings};
 use crate::storage::{Appendable, Appender, Querier, Queryable, StateStore, StorageError};
 use crate::telemetry::Exposition;
 use crate::tsdb::{Options, Tsdb};
+
+/// How often the SLA manager applies due escalations, breaches and re-opens.
+pub const SLA_TICK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often retention runs.
 pub const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
@@ -74,6 +78,23 @@ impl Queryable for RuleStore {
 
     fn metadata(&self) -> Vec<(String, crate::model::MetricMetadata)> {
         self.0.metadata()
+    }
+}
+
+/// SLA pages through `Notifier::send_direct`: durable when it returns and
+/// idempotent by dedup key, as `sla::manager::PageSink` asks.
+struct NotifierPageSink(Arc<Notifier>);
+
+impl crate::sla::manager::PageSink for NotifierPageSink {
+    fn page(
+        &self,
+        receiver: &str,
+        dedup_key: &str,
+        alert: &crate::rules::OutgoingAlert,
+    ) -> Result<(), String> {
+        self.0
+            .send_direct(receiver, dedup_key, vec![alert.clone()])
+            .map_err(|error| error.to_string())
     }
 }
 
@@ -144,6 +165,7 @@ async fn reload_on_sighup(reload: ConfigReloader, config_file: Option<std::path:
 fn config_reloader(
     scrape_manager: Arc<ScrapeManager>,
     rule_manager: Arc<RuleManager>,
+    sla_manager: Option<Arc<SlaManager>>,
     notifier: Option<Arc<Notifier>>,
     external_url: String,
 ) -> ConfigReloader {
@@ -158,6 +180,12 @@ fn config_reloader(
             let reasons: Vec<String> = errors.iter().map(ToString::to_string).collect();
             format!("failed to reload rule files: {}", reasons.join("; "))
         })?;
+        // SLA policies change; incidents, their timelines and clocks stay.
+        if let Some(sla_manager) = &sla_manager {
+            let sla_settings = SlaSettings::from_config(config.sla.as_ref(), &external_url)
+                .map_err(|error| format!("failed to reload SLA policies: {error}"))?;
+            sla_manager.update_settings(sla_settings);
+        }
         // Groups, pending notifications and delivery records stay across a reload.
         if let Some(notifier) = &notifier {
             notifier
@@ -236,11 +264,15 @@ pub async fn serve_store(
         clock.clone(),
         Engine::new(state.query_settings().engine.clone()),
     );
+    let mut sla_settings = SlaSettings::from_config(None, &settings.external_url)
+        .map_err(|error| ServerError::Config(error.to_string()))?;
     let mut notifications = notifications_sending_nothing();
     if let Some(path) = &settings.config_file {
         let config = scrape_manager
             .reload_from_file(path)
             .map_err(ServerError::Config)?;
+        sla_settings = SlaSettings::from_config(config.sla.as_ref(), &settings.external_url)
+            .map_err(|error| ServerError::Config(format!("SLA policies: {error}")))?;
         notifications = notifications_of(&config);
         let rules_store = rule_manager.clone();
         let mut rule_settings = RuleSettings::from_config(&config, path);
@@ -258,6 +290,29 @@ pub async fn serve_store(
                 )
             })?;
     }
+    // SLA incidents live beside the rules' state; a store without state
+    // tables runs without them.
+    let sla_manager = match store.clone().state_store() {
+        Some(state_store) => {
+            let series_store: Arc<dyn Appendable> = Arc::new(RuleStore(store.clone()));
+            let query_store: Arc<dyn Queryable> = Arc::new(RuleStore(store.clone()));
+            let manager = tokio::task::spawn_blocking(move || {
+                SlaManager::open(
+                    state_store,
+                    Some(series_store),
+                    Some(query_store),
+                    sla_settings,
+                )
+            })
+            .await
+            .map_err(|error| ServerError::Config(error.to_string()))?
+            .map_err(|error| ServerError::Config(format!("SLA incidents: {error}")))?;
+            rule_manager.add_alert_sink(manager.clone());
+            state.set_sla_manager(manager.clone());
+            Some(manager)
+        }
+        None => None,
+    };
     let silences = open_silences(&store, &clock, settings).await?;
     if let Some(silences) = &silences {
         state.set_silences(silences.clone());
@@ -279,11 +334,17 @@ pub async fn serve_store(
         }
         None => None,
     };
+    // Escalations and breach notices reach the receivers through the
+    // notifier's outbox, like any alert.
+    if let (Some(sla_manager), Some(notifier)) = (&sla_manager, &notifier) {
+        sla_manager.set_page_sink(Arc::new(NotifierPageSink(notifier.clone())));
+    }
     rule_manager.start();
     state.set_rule_manager(rule_manager.clone());
     let reload = config_reloader(
         scrape_manager.clone(),
         rule_manager.clone(),
+        sla_manager.clone(),
         notifier.clone(),
         settings.external_url.clone(),
     );
@@ -320,6 +381,30 @@ pub async fn serve_store(
         }
     });
 
+    // Stopped by a message rather than aborted, so a tick that is storing
+    // an incident finishes before the store closes.
+    let (sla_stop_sender, sla_stop_receiver) = tokio::sync::watch::channel(false);
+    let sla_task = sla_manager.clone().map(|manager| {
+        let clock = clock.clone();
+        let mut stop = sla_stop_receiver;
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(SLA_TICK_INTERVAL);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = interval.tick() => {}
+                    _ = stop.changed() => break,
+                }
+                let manager = manager.clone();
+                let now = clock.now_ms();
+                // Ticks persist incidents (fsync) and page: blocking work.
+                if let Err(error) = tokio::task::spawn_blocking(move || manager.tick(now)).await {
+                    tracing::error!(%error, "SLA tick panicked");
+                }
+            }
+        })
+    });
+
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await;
@@ -330,6 +415,11 @@ pub async fn serve_store(
     scrape_manager.shutdown().await;
     tracing::info!("stopping rule evaluation");
     rule_manager.shutdown().await;
+    if let Some(sla_task) = sla_task {
+        tracing::info!("stopping SLA clocks");
+        let _ = sla_stop_sender.send(true);
+        let _ = sla_task.await;
+    }
     if let Some(notifier) = notifier {
         tracing::info!("stopping the notifier; pending notifications stay in the outbox");
         let _ = tokio::task::spawn_blocking(move || notifier.shutdown()).await;

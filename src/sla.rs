@@ -6,5 +6,9 @@
 //! files. Everything here is a function of its arguments: no clock is read.
 
 pub mod calendar;
+pub mod heartbeat;
 pub mod ics;
+pub mod incident;
+pub mod manager;
 pub mod policy;
+pub mod report;

@@ -36,6 +36,16 @@ pub enum ApiError {
     /// Anything that is guardia's fault: 500.
     #[error("{0}")]
     Internal(String),
+    /// No such object (an unknown incident id): 404 `not_found`.
+    #[error("{0}")]
+    NotFound(String),
+    /// An action the object's state refuses (acknowledging a resolved
+    /// incident): 409 `conflict`.
+    #[error("{0}")]
+    Conflict(String),
+    /// A refused credential (a bad or expired signed link): 403 `forbidden`.
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl ApiError {
@@ -47,6 +57,9 @@ impl ApiError {
             ApiError::Unavailable(_) | ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Execution(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -59,6 +72,9 @@ impl ApiError {
             ApiError::Execution(_) => "execution",
             ApiError::Timeout(_) => "timeout",
             ApiError::Internal(_) => "internal",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Forbidden(_) => "forbidden",
         }
     }
 
@@ -72,6 +88,9 @@ impl ApiError {
             ApiError::Execution(_) => "execution",
             ApiError::Timeout(_) => "timeout",
             ApiError::Internal(_) => "internal",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Forbidden(_) => "forbidden",
         }
     }
 }
@@ -136,5 +155,25 @@ impl IntoResponse for ApiError {
             body.to_string(),
         )
             .into_response()
+    }
+}
+
+/// Unknown ids are 404, refused transitions 409, storage trouble as storage.
+impl From<crate::sla::manager::SlaError> for ApiError {
+    fn from(error: crate::sla::manager::SlaError) -> ApiError {
+        use crate::sla::manager::SlaError;
+        match error {
+            SlaError::UnknownIncident(_) => ApiError::NotFound(error.to_string()),
+            SlaError::Transition(_) => ApiError::Conflict(error.to_string()),
+            SlaError::NotConfigured => ApiError::Unavailable(error.to_string()),
+            SlaError::Storage(storage) => ApiError::from(storage),
+            SlaError::Corrupt { .. } => ApiError::Internal(error.to_string()),
+        }
+    }
+}
+
+impl From<crate::sla::manager::AckLinkError> for ApiError {
+    fn from(error: crate::sla::manager::AckLinkError) -> ApiError {
+        ApiError::Forbidden(error.to_string())
     }
 }
