@@ -70,18 +70,25 @@ fn now_ms() -> i64 {
 async fn post_silence(client: &reqwest::Client, base: &str, body: &Value) -> (u16, Value) {
     let response = client
         .post(format!("{base}/api/v2/silences"))
-        .json(body)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(body).unwrap())
         .send()
         .await
         .unwrap();
     let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    (status, json_body(response).await)
+}
+
+/// The body as JSON; `null` when empty or not JSON (a 404 may have no body).
+async fn json_body(response: reqwest::Response) -> Value {
+    let bytes = response.bytes().await.unwrap();
+    serde_json::from_slice(&bytes).unwrap_or(Value::Null)
 }
 
 async fn get_json(client: &reqwest::Client, url: String) -> (u16, Value) {
     let response = client.get(url).send().await.unwrap();
     let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    (status, json_body(response).await)
 }
 
 fn silence_body(matchers: Value, starts_at: i64, ends_at: i64) -> Value {
