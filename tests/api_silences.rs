@@ -203,7 +203,7 @@ async fn silences_api_matches_alertmanager_and_survives_restart() {
     )
     .await;
     assert_eq!(status, 200);
-    assert_eq!(ids(&filtered), [pending_id.clone()]);
+    assert_eq!(ids(&filtered), std::slice::from_ref(&pending_id));
     let (status, message) = get_json(
         &client,
         format!("{base}/api/v2/silences?filter=team%3D~%22(%22"),
