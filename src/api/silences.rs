@@ -25,7 +25,7 @@ use crate::api::{ApiState, run_blocking};
 use crate::config::matcher::parse_matchers;
 use crate::model::format_rfc3339_millis;
 use crate::notify::NotifyError;
-use crate::notify::silence::{Silence, SilenceMatcher, SilenceRequest, Silences};
+use crate::notify::silence::{Silence, SilenceMatcher, SilenceRequest};
 
 /// The body of `POST /api/v2/silences` (openapi `postableSilence`).
 #[derive(Deserialize)]
@@ -68,13 +68,11 @@ fn notify_error_response(error: NotifyError) -> Response {
     alertmanager_error(status, error.to_string())
 }
 
-fn silences_or_unavailable(state: &ApiState) -> Result<std::sync::Arc<Silences>, Response> {
-    state.silences().cloned().ok_or_else(|| {
-        alertmanager_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "silences are not available: the store has no state storage",
-        )
-    })
+fn silences_unavailable() -> Response {
+    alertmanager_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "silences are not available: the store has no state storage",
+    )
 }
 
 /// The openapi `gettableSilence` of one silence at `now`.
@@ -98,9 +96,8 @@ pub fn gettable_silence(silence: &Silence, now: i64) -> Value {
 
 /// `GET /api/v2/silences`.
 pub async fn list_silences(State(state): State<ApiState>, params: Params) -> Response {
-    let silences = match silences_or_unavailable(&state) {
-        Ok(silences) => silences,
-        Err(response) => return response,
+    let Some(silences) = state.silences().cloned() else {
+        return silences_unavailable();
     };
     let mut filter = Vec::new();
     for text in params.all("filter") {
@@ -127,9 +124,8 @@ pub async fn list_silences(State(state): State<ApiState>, params: Params) -> Res
 
 /// `GET /api/v2/silence/{id}`.
 pub async fn get_silence(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
-    let silences = match silences_or_unavailable(&state) {
-        Ok(silences) => silences,
-        Err(response) => return response,
+    let Some(silences) = state.silences().cloned() else {
+        return silences_unavailable();
     };
     match silences.get(&id) {
         Some(silence) => Json(gettable_silence(&silence, state.clock().now_ms())).into_response(),
@@ -139,9 +135,8 @@ pub async fn get_silence(State(state): State<ApiState>, Path(id): Path<String>) 
 
 /// `POST /api/v2/silences`.
 pub async fn post_silence(State(state): State<ApiState>, body: Bytes) -> Response {
-    let silences = match silences_or_unavailable(&state) {
-        Ok(silences) => silences,
-        Err(response) => return response,
+    let Some(silences) = state.silences().cloned() else {
+        return silences_unavailable();
     };
     let request = match parse_postable(&body) {
         Ok(request) => request,
@@ -157,9 +152,8 @@ pub async fn post_silence(State(state): State<ApiState>, body: Bytes) -> Respons
 
 /// `DELETE /api/v2/silence/{id}`.
 pub async fn delete_silence(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
-    let silences = match silences_or_unavailable(&state) {
-        Ok(silences) => silences,
-        Err(response) => return response,
+    let Some(silences) = state.silences().cloned() else {
+        return silences_unavailable();
     };
     match run_blocking(move || Ok(silences.expire(&id))).await {
         Ok(Ok(())) => StatusCode::OK.into_response(),

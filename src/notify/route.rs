@@ -206,7 +206,7 @@ impl RouteNode {
             GroupBy::Labels(names) => Labels::new(
                 labels
                     .iter()
-                    .filter(|label| names.iter().any(|name| *name == label.name))
+                    .filter(|label| names.contains(&label.name))
                     .cloned()
                     .collect::<Vec<Label>>(),
             ),
@@ -276,7 +276,8 @@ notifications:
     #[test]
     fn matching_follows_alertmanager_depth_first_with_continue() {
         let tree = RouteTree::new(&notifications(TREE).route);
-        let cases: [(&[(&str, &str)], &[&str]); 8] = [
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+        let cases: [Case; 8] = [
             (&[], &["default"]),
             (&[("severity", "critical")], &["pager"]),
             (&[("severity", "critical"), ("team", "db")], &["db-pager"]),
