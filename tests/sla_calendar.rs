@@ -722,3 +722,47 @@ proptest! {
         }
     }
 }
+
+/// Exit code and output of `guardia check config PATH`.
+fn check_config(path: &std::path::Path) -> (i32, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_guardia"))
+        .args(["check", "config"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn check_config_accepts_the_example_and_names_a_bad_holidays_file() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config/sla.yml");
+    let (code, text) = check_config(&example);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("SUCCESS"), "{text}");
+    let directory = tempfile::tempdir().unwrap();
+    let config_path = directory.path().join("guardia.yml");
+    std::fs::write(
+        &config_path,
+        "sla:\n  calendars:\n    - name: office\n      time_zone: America/Santiago\n      holidays_file: feriados.ics\n",
+    )
+    .unwrap();
+    let (code, text) = check_config(&config_path);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("FAILED") && text.contains("feriados.ics"),
+        "{text}"
+    );
+    std::fs::write(
+        &config_path,
+        "sla:\n  calendars:\n    - name: office\n      time_zone: Europe/Berlín\n",
+    )
+    .unwrap();
+    let (code, text) = check_config(&config_path);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("Europe/Berlín"), "{text}");
+}
