@@ -65,7 +65,7 @@ pub enum OutsideHours {
     /// Notify the first tier, escalate only on covered time.
     #[default]
     Notify,
-    /// Open the incident silently until coverage starts.
+    /// No notification outside coverage (the incident still opens).
     None,
 }
 
