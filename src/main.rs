@@ -712,6 +712,15 @@ fn run_check(command: CheckCommand) -> i32 {
                 println!("Checking {}", file.display());
                 match guardia::scrape::check_config_file(&file) {
                     Ok(config) => {
+                        // Calendars read their holiday files only when built.
+                        if let Some(sla) = &config.sla
+                            && let Err(error) = guardia::sla::policy::PolicySet::from_config(sla)
+                        {
+                            failed = true;
+                            eprintln!("  FAILED: {error}");
+                            println!();
+                            continue;
+                        }
                         // As promtool: the rule files a config lists are checked too.
                         let rule_files =
                             guardia::rules::RuleSettings::from_config(&config, &file).rule_files;

@@ -65,7 +65,7 @@ pub enum OutsideHours {
     /// Notify the first tier, escalate only on covered time.
     #[default]
     Notify,
-    /// Open the incident silently until coverage starts.
+    /// No notification outside coverage (the incident still opens).
     None,
 }
 
@@ -460,4 +460,167 @@ fn resolve_heartbeat(
         policy: raw.policy,
         inhibit,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::file::parse_config;
+
+    const CALENDAR: &str = "
+  calendars:
+    - name: office
+      time_zone: America/Santiago
+      hours:
+        - weekdays: ['monday:friday']
+          times: [{start_time: '08:00', end_time: '18:00'}]
+";
+
+    fn policy_yaml(body: &str) -> String {
+        format!(
+            "sla:{CALENDAR}  policies:
+    - name: p
+      matchers: ['severity=\"critical\"']
+      calendar: office
+      acknowledge_within: 15m
+      resolve_within: 4h
+{body}"
+        )
+    }
+
+    fn error_of(text: &str) -> String {
+        parse_config(text).expect_err(text).to_string()
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_line_and_column() {
+        let text = "sla:\n  calendars:\n    - name: office\n      timezone: UTC\n";
+        let error = error_of(text);
+        assert!(
+            error.contains("timezone") && error.contains("line 4"),
+            "{error}"
+        );
+        let error = error_of(&policy_yaml(
+            "      escalation:\n        - {after: 0s, reciever: a}\n",
+        ));
+        assert!(
+            error.contains("reciever") && error.contains("line 15"),
+            "{error}"
+        );
+        let error = error_of(&format!("sla:{CALENDAR}        - weekday: ['monday']\n"));
+        assert!(
+            error.contains("weekday") && error.contains("line 8"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn invalid_sections_are_refused_with_the_reason() {
+        for (text, expected) in [
+            (
+                policy_yaml("").replace("calendar: office", "calendar: ofice"),
+                "unknown calendar \"ofice\"",
+            ),
+            (
+                "sla:\n  calendars:\n    - name: office\n      time_zone: America/Santiagoo\n"
+                    .to_string(),
+                "America/Santiagoo",
+            ),
+            (
+                policy_yaml("")
+                    .replace("acknowledge_within: 15m", "acknowledge_within: 15 minutes"),
+                "acknowledge_within",
+            ),
+            (
+                policy_yaml("      acknowledge_timeout: 1x\n"),
+                "acknowledge_timeout",
+            ),
+            (
+                policy_yaml(
+                    "      escalation:\n        - {after: 0s, receiver: a, repeat: 2}\n        - {after: 10m, receiver: b}\n",
+                ),
+                "only the last tier may repeat",
+            ),
+            (
+                policy_yaml(
+                    "      escalation:\n        - {after: 10m, receiver: a}\n        - {after: 5m, receiver: b}\n",
+                ),
+                "earlier than the previous tier",
+            ),
+            (
+                policy_yaml("      escalation:\n        - {after: soon, receiver: a}\n"),
+                "tier 1",
+            ),
+            (
+                policy_yaml("      outside_hours: sometimes\n"),
+                "page, notify or none",
+            ),
+            (
+                format!(
+                    "{}    - name: p\n      calendar: 24x7\n      acknowledge_within: 1m\n      resolve_within: 1h\n",
+                    policy_yaml("")
+                ),
+                "policy \"p\" is defined twice",
+            ),
+            (
+                "sla:\n  calendars:\n    - name: a\n    - name: a\n".to_string(),
+                "calendar \"a\" is defined twice",
+            ),
+            (
+                "sla:\n  calendars:\n    - name: 24x7\n".to_string(),
+                "built in",
+            ),
+            (
+                "sla:\n  calendars:\n    - name: a\n      holidays: ['2026-13-01']\n".to_string(),
+                "2026-13-01",
+            ),
+            (
+                format!("sla:{CALENDAR}        - location: Europe/Berlin\n"),
+                "time_zone",
+            ),
+            (
+                policy_yaml("").replace("severity=\"critical\"", "severity=~\"(\""),
+                "policy \"p\"",
+            ),
+            (
+                format!(
+                    "{}  heartbeats:\n    - name: h\n      selector: 'rate(up[5m])'\n      missing_for: 5m\n      policy: p\n",
+                    policy_yaml("")
+                ),
+                "series selector",
+            ),
+            (
+                format!(
+                    "{}  heartbeats:\n    - name: h\n      selector: 'up'\n      missing_for: 5m\n      policy: q\n",
+                    policy_yaml("")
+                ),
+                "unknown policy \"q\"",
+            ),
+        ] {
+            let error = error_of(&text);
+            assert!(error.contains(expected), "{text}\n-> {error}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_filled_in() {
+        let config = parse_config(&format!(
+            "{}      escalation: []\n  heartbeats:\n    - name: h\n      selector: 'up{{job=\"gw\"}}'\n      missing_for: 5m\n      policy: p\n",
+            policy_yaml("")
+        ))
+        .unwrap();
+        let sla = config.sla.unwrap();
+        let policy = &sla.policies[0];
+        assert_eq!(policy.outside_hours, super::OutsideHours::Notify);
+        assert!(policy.escalation.is_empty());
+        assert_eq!(policy.group_by, None);
+        assert_eq!(policy.acknowledge_timeout, None);
+        let heartbeat = &sla.heartbeats[0];
+        assert_eq!(heartbeat.site_label, "site");
+        assert_eq!(heartbeat.inhibit.len(), 1);
+        assert!(heartbeat.inhibit[0].matches("NodeDown"));
+        assert!(heartbeat.inhibit[0].matches("ScrapeFailing"));
+        assert!(!heartbeat.inhibit[0].matches("DiskFull"));
+        assert_eq!(sla.calendars[0].hours[0].location_name, "America/Santiago");
+        assert!(sla.receiver_names().is_empty());
+    }
 }

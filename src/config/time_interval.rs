@@ -444,3 +444,243 @@ fn parse_year_range(text: &str) -> Result<InclusiveRange, TimeIntervalError> {
 pub fn weekday_index(weekday: Weekday) -> i32 {
     i32::from(weekday.to_sunday_zero_offset())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<TimeInterval, String> {
+        serde_saphyr::from_str::<TimeInterval>(yaml).map_err(|error| error.to_string())
+    }
+
+    fn at(text: &str) -> Timestamp {
+        text.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+    }
+
+    /// (interval YAML, instants inside, instants outside); the cases follow
+    /// Alertmanager's documented examples and its `ContainsTime` semantics.
+    const CONTAINS_CASES: &[(&str, &[&str], &[&str])] = &[
+        // No fields: everything.
+        ("{}", &["2006-01-02T15:04:00Z", "2007-01-03T10:04:00Z"], &[]),
+        // Business hours, 09:00 inclusive to 17:00 exclusive, Monday to Friday.
+        (
+            "{weekdays: ['monday:friday'], times: [{start_time: '09:00', end_time: '17:00'}]}",
+            &[
+                "2020-05-04T15:04:00Z",
+                "2020-05-05T09:00:00Z",
+                "2020-07-08T16:59:59Z",
+            ],
+            // Sunday; 08:59 Monday; 17:00 Wednesday.
+            &[
+                "2020-05-03T15:04:00Z",
+                "2020-05-04T08:59:00Z",
+                "2020-07-08T17:00:00Z",
+            ],
+        ),
+        // Easter 2020: days 4..6 of April 2020, all day.
+        (
+            "{days_of_month: ['4:6'], months: ['april'], years: ['2020']}",
+            &[
+                "2020-04-04T15:04:00Z",
+                "2020-04-05T00:00:00Z",
+                "2020-04-06T23:05:00Z",
+            ],
+            &[
+                "2020-04-03T23:59:00Z",
+                "2020-06-04T23:59:00Z",
+                "2019-04-06T23:59:00Z",
+                "2020-04-07T00:00:00Z",
+            ],
+        ),
+        // Last three days of every month, leap February included.
+        (
+            "{days_of_month: ['-3:-1']}",
+            &[
+                "2020-01-29T15:04:00Z",
+                "2020-01-31T15:04:00Z",
+                "2020-06-30T00:00:00Z",
+                "2020-02-29T23:05:00Z",
+                "2021-02-26T00:00:00Z",
+            ],
+            &[
+                "2020-01-28T15:04:00Z",
+                "2020-03-01T00:00:00Z",
+                "2021-02-25T23:59:00Z",
+            ],
+        ),
+        // An end past the month's end stops at its last day: 25:31 in June.
+        // (Alertmanager refuses -31:31 in YAML, as here.)
+        (
+            "{months: ['6'], days_of_month: ['25:31']}",
+            &["2020-06-30T00:00:00Z", "2020-06-25T00:00:00Z"],
+            &["2020-06-24T23:59:59Z", "2020-07-01T00:00:00Z"],
+        ),
+        // A start past the month's end selects nothing (30:31 in February).
+        (
+            "{days_of_month: ['30:31'], months: ['february']}",
+            &[],
+            &["2021-02-28T13:00:00Z", "2020-02-29T13:00:00Z"],
+        ),
+        // 09:00-17:00 in Sydney (+10 in April, +11 in November).
+        (
+            "{weekdays: ['monday:friday'], times: [{start_time: '09:00', end_time: '17:00'}], location: Australia/Sydney}",
+            &["2021-04-06T03:00:00Z", "2021-10-31T22:00:00Z"],
+            &["2021-04-06T13:00:00Z", "2021-10-31T21:00:00Z"],
+        ),
+        // Several fields at once, with a negative day range.
+        (
+            "{weekdays: ['monday:wednesday', 'saturday', 'sunday'], times: [{start_time: '13:00', end_time: '15:00'}], days_of_month: ['1', '10', '20:-1'], years: ['2020:2023'], months: ['january:march']}",
+            &["2021-01-10T13:00:00Z", "2021-01-30T14:24:00Z"],
+            &[
+                "2021-01-09T13:00:00Z",
+                "2021-01-20T12:59:00Z",
+                "2021-02-02T13:00:00Z",
+            ],
+        ),
+        // Last week of each quarter's first month range, weekdays plus Sunday.
+        (
+            "{weekdays: ['monday:friday', 'sunday'], months: ['january:march'], days_of_month: ['-7:-1'], years: ['2020:2025', '2030:2035'], times: [{start_time: '09:00', end_time: '17:00'}]}",
+            &[
+                "2021-01-27T09:00:00Z",
+                "2021-01-28T16:59:00Z",
+                "2025-03-31T13:00:00Z",
+                "2035-01-31T13:00:00Z",
+            ],
+            &[
+                "2021-01-30T13:00:00Z",
+                "2021-04-01T13:00:00Z",
+                "2026-01-30T13:00:00Z",
+                "2035-01-31T17:01:00Z",
+            ],
+        ),
+        // 24:00 ends the day; case does not matter.
+        (
+            "{times: [{start_time: '22:00', end_time: '24:00'}], weekdays: ['Saturday', 'SUNDAY']}",
+            &["2026-11-28T23:59:59.999Z", "2026-11-29T22:00:00Z"],
+            &["2026-11-30T00:00:00Z", "2026-11-28T21:59:59.999Z"],
+        ),
+    ];
+
+    #[test]
+    fn contains_follows_alertmanager() {
+        for (yaml, inside, outside) in CONTAINS_CASES {
+            let interval = parse(yaml).unwrap_or_else(|error| panic!("{yaml}: {error}"));
+            for instant in *inside {
+                assert!(
+                    interval.contains(at(instant)),
+                    "{yaml} should contain {instant}"
+                );
+            }
+            for instant in *outside {
+                assert!(
+                    !interval.contains(at(instant)),
+                    "{yaml} should not contain {instant}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ranges_parse_to_numbers() {
+        let interval = parse(
+            "{times: [{start_time: '01:35', end_time: '17:39'}, {start_time: '00:00', end_time: '24:00'}], \
+             weekdays: ['monday:friday', 'sunday'], days_of_month: ['1:-1'], months: ['January:december'], years: ['2020:2022']}",
+        )
+        .unwrap();
+        assert_eq!(
+            interval.times,
+            Some(vec![
+                TimeOfDayRange {
+                    start_minute: 95,
+                    end_minute: 1059
+                },
+                TimeOfDayRange {
+                    start_minute: 0,
+                    end_minute: 1440
+                },
+            ])
+        );
+        assert_eq!(
+            interval.weekdays,
+            Some(vec![
+                InclusiveRange { begin: 1, end: 5 },
+                InclusiveRange { begin: 0, end: 0 }
+            ])
+        );
+        assert_eq!(
+            interval.days_of_month,
+            Some(vec![InclusiveRange { begin: 1, end: -1 }])
+        );
+        assert_eq!(
+            interval.months,
+            Some(vec![InclusiveRange { begin: 1, end: 12 }])
+        );
+        assert_eq!(
+            interval.years,
+            Some(vec![InclusiveRange {
+                begin: 2020,
+                end: 2022
+            }])
+        );
+        assert_eq!(interval.location_name, "UTC");
+    }
+
+    #[test]
+    fn invalid_intervals_are_refused_with_a_reason() {
+        for (yaml, expected) in [
+            (
+                "{times: [{start_time: '01:99', end_time: '23:59'}]}",
+                "01:99",
+            ),
+            (
+                "{times: [{start_time: '00:00', end_time: '99:99'}]}",
+                "99:99",
+            ),
+            (
+                "{times: [{start_time: '12:30', end_time: '24:01'}]}",
+                "24:01",
+            ),
+            (
+                "{times: [{start_time: '17:31', end_time: '17:31'}]}",
+                "must be before",
+            ),
+            (
+                "{times: [{start_time: '09:30', end_time: '07:41'}]}",
+                "must be before",
+            ),
+            (
+                "{times: [{start_time: '24:00', end_time: '17:41'}]}",
+                "must be before",
+            ),
+            ("{times: [{start_time: '9:00', end_time: '17:00'}]}", "9:00"),
+            ("{times: [{start_time: '14:03'}]}", "end_time"),
+            ("{weekdays: ['friday:monday']}", "ends before it starts"),
+            ("{weekdays: ['blurgsday:flurgsday']}", "blurgsday"),
+            ("{weekdays: ['1:3']}", "not a valid weekday"),
+            (
+                "{weekdays: ['monday:tuesday:friday']}",
+                "not a valid weekday",
+            ),
+            ("{days_of_month: ['0']}", "not a valid day of the month"),
+            (
+                "{days_of_month: ['-50:-20']}",
+                "not a valid day of the month",
+            ),
+            ("{days_of_month: ['1:50']}", "not a valid day of the month"),
+            ("{days_of_month: ['-15:5']}", "must be negative"),
+            ("{days_of_month: ['10:-25']}", "ends before it starts"),
+            ("{months: ['martius:june']}", "martius"),
+            ("{months: ['march:junius']}", "junius"),
+            ("{months: ['13']}", "not a valid month"),
+            ("{months: ['december:january']}", "ends before it starts"),
+            ("{years: ['2022:2020']}", "ends before it starts"),
+            ("{years: ['-5']}", "not a valid year"),
+            ("{location: 'Mars/Olympus_Mons'}", "Mars/Olympus_Mons"),
+            ("{location: 'Local'}", "Local"),
+            ("{weekday: ['monday']}", "weekday"),
+        ] {
+            let error = parse(yaml).expect_err(yaml);
+            assert!(error.contains(expected), "{yaml}: {error}");
+        }
+    }
+}

@@ -4,7 +4,7 @@
 //! written), its `DTEND` (exclusive, so multi-day holidays cover
 //! `[DTSTART, DTEND)`), and an `RRULE` with `FREQ=YEARLY` (optionally
 //! `INTERVAL`, `COUNT`, `UNTIL`) for fixed-date holidays, expanded up to
-//! [`YEARLY_EXPANSION_LAST_YEAR`]. Every other line is ignored. Folded lines
+//! [`YEARLY_EXPANSION_FIRST_YEAR`]..=[`YEARLY_EXPANSION_LAST_YEAR`]. Every other line is ignored. Folded lines
 //! (continuations that start with a space or tab) are unfolded first.
 //!
 //! This routine never panics on any input: the `ics_holidays` fuzz target
@@ -17,6 +17,10 @@ use jiff::civil::Date;
 /// Yearly holidays are expanded up to this year; contracts are not signed
 /// for longer.
 pub const YEARLY_EXPANSION_LAST_YEAR: i16 = 2100;
+
+/// Yearly holidays are expanded from this year on (earlier occurrences
+/// cannot matter to a clock, and a garbage year 0 must not cost memory).
+pub const YEARLY_EXPANSION_FIRST_YEAR: i16 = 1970;
 
 /// A multi-day event longer than this is taken as a mistake (a feed that
 /// lists a whole season), not as holidays.
@@ -229,6 +233,14 @@ fn add_event(event: &EventInProgress, holidays: &mut BTreeSet<Date>) -> Result<(
     };
     let mut occurrences: u32 = 0;
     let mut year = start.year();
+    if year < YEARLY_EXPANSION_FIRST_YEAR {
+        // Occurrences skipped still count towards COUNT.
+        let interval = i32::from(rule.interval);
+        let skipped =
+            (i32::from(YEARLY_EXPANSION_FIRST_YEAR) - i32::from(year) + interval - 1) / interval;
+        occurrences = u32::try_from(skipped).unwrap_or(u32::MAX);
+        year = i16::try_from(i32::from(year) + skipped * interval).unwrap_or(i16::MAX);
+    }
     while year <= YEARLY_EXPANSION_LAST_YEAR {
         if rule.count.is_some_and(|count| occurrences >= count) {
             break;
