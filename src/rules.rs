@@ -316,7 +316,18 @@ impl RuleManager {
         if sinks.is_empty() {
             return;
         }
-        let alerts = outgoing_alerts(&group, ts, &settings.external_url);
+        let mut alerts = outgoing_alerts(&group, ts, &settings.external_url);
+        // As Prometheus's notifier does: external labels go out with every
+        // alert, the alert's own labels win.
+        if !settings.external_labels.is_empty() {
+            for alert in &mut alerts {
+                for (name, value) in &settings.external_labels {
+                    if alert.labels.get(name).is_none() {
+                        alert.labels = alert.labels.with(name, value);
+                    }
+                }
+            }
+        }
         for sink in &sinks {
             sink.receive_alerts(&group.file, &group.name, ts, &alerts);
         }

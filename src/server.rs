@@ -338,6 +338,7 @@ pub async fn serve_store(
     // notifier's outbox, like any alert.
     if let (Some(sla_manager), Some(notifier)) = (&sla_manager, &notifier) {
         sla_manager.set_page_sink(Arc::new(NotifierPageSink(notifier.clone())));
+        notifier.set_external_inhibitor(sla_manager.clone());
     }
     rule_manager.start();
     state.set_rule_manager(rule_manager.clone());

@@ -566,6 +566,15 @@ fn always_is_wall_time() {
 fn policies_match_in_order_and_carry_their_calendar() {
     let config = parse_config(
         r#"
+notifications:
+  route: {receiver: oncall-primary}
+  receivers:
+    - name: oncall-primary
+      webhook_configs: [{url: 'http://127.0.0.1:9/oncall-primary'}]
+    - name: oncall-secondary
+      webhook_configs: [{url: 'http://127.0.0.1:9/oncall-secondary'}]
+    - name: support-lead
+      webhook_configs: [{url: 'http://127.0.0.1:9/support-lead'}]
 sla:
   calendars:
     - name: office

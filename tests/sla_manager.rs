@@ -19,6 +19,15 @@ const MINUTE: i64 = 60_000;
 const START: Timestamp = 1_800_000_000_000;
 
 const CONFIG: &str = r#"
+notifications:
+  route: {receiver: primary}
+  receivers:
+    - name: primary
+      webhook_configs: [{url: 'http://127.0.0.1:9/primary'}]
+    - name: secondary
+      webhook_configs: [{url: 'http://127.0.0.1:9/secondary'}]
+    - name: lead
+      webhook_configs: [{url: 'http://127.0.0.1:9/lead'}]
 sla:
   policies:
     - name: database

@@ -711,17 +711,47 @@ fn resolve(raw: RawConfigFile) -> Result<ConfigFile, ConfigFileError> {
             .map_err(|message| ConfigFileError::Invalid(format!("job {job:?}: {message}")))?;
         scrape_configs.push(scrape_config);
     }
+    let notifications = raw
+        .notifications
+        .map(super::notifications::resolve_notifications)
+        .transpose()?;
+    let sla = (raw.sla.map(super::sla::SlaConfig::from_raw).transpose())
+        .map_err(|error| ConfigFileError::Invalid(error.to_string()))?;
+    if let Some(sla) = &sla {
+        check_escalation_receivers(sla, notifications.as_ref())?;
+    }
     Ok(ConfigFile {
         global,
         scrape_configs,
         rule_files: raw.rule_files.unwrap_or_default(),
-        notifications: raw
-            .notifications
-            .map(super::notifications::resolve_notifications)
-            .transpose()?,
-        sla: (raw.sla.map(super::sla::SlaConfig::from_raw).transpose())
-            .map_err(|error| ConfigFileError::Invalid(error.to_string()))?,
+        notifications,
+        sla,
     })
+}
+
+/// Escalation tiers page receivers of the `notifications:` section; a name
+/// that is not there would only fail when an incident escalates.
+fn check_escalation_receivers(
+    sla: &super::sla::SlaConfig,
+    notifications: Option<&super::notifications::NotificationsConfig>,
+) -> Result<(), ConfigFileError> {
+    let known: Vec<&str> = notifications
+        .map(|config| {
+            config
+                .receivers
+                .iter()
+                .map(|receiver| receiver.name.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    for name in sla.receiver_names() {
+        if !known.contains(&name.as_str()) {
+            return Err(ConfigFileError::Invalid(format!(
+                "sla: escalation receiver {name:?} is not defined in notifications.receivers"
+            )));
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn resolve_http_client(

@@ -73,8 +73,25 @@ pub struct MuteCounts {
     pub inhibited: usize,
 }
 
+/// Inhibition decided outside the notification config: the SLA side's
+/// unreachable-site incidents mute the target-down alerts of that site, so
+/// a cut link pages once.
+pub trait ExternalInhibitor: Send + Sync {
+    fn is_inhibited(&self, labels: &Labels) -> bool;
+}
+
+impl ExternalInhibitor for crate::sla::manager::SlaManager {
+    fn is_inhibited(&self, labels: &Labels) -> bool {
+        crate::sla::manager::SlaManager::is_inhibited(self, labels)
+    }
+}
+
+/// Set once the SLA manager exists, read at every flush.
+pub type ExternalInhibitorSlot = Arc<std::sync::OnceLock<Arc<dyn ExternalInhibitor>>>;
+
 pub struct Dispatcher {
     config: NotificationsConfig,
+    external_inhibitor: ExternalInhibitorSlot,
     routes: RouteTree,
     inhibitor: Inhibitor,
     time_intervals: TimeIntervals,
@@ -111,6 +128,7 @@ impl Dispatcher {
             tracing::info!(groups = groups.len(), "notification groups restored");
         }
         Ok(Dispatcher {
+            external_inhibitor: ExternalInhibitorSlot::default(),
             routes: RouteTree::new(&config.route),
             inhibitor: Inhibitor::new(&config.inhibit_rules),
             time_intervals: config.time_interval_table(),
@@ -251,6 +269,17 @@ impl Dispatcher {
         firing
     }
 
+    /// The slot an [`ExternalInhibitor`] is put in after start.
+    pub fn external_inhibitor_slot(&self) -> ExternalInhibitorSlot {
+        self.external_inhibitor.clone()
+    }
+
+    fn is_externally_inhibited(&self, labels: &Labels) -> bool {
+        self.external_inhibitor
+            .get()
+            .is_some_and(|inhibitor| inhibitor.is_inhibited(labels))
+    }
+
     fn is_silenced(&self, labels: &Labels, now: Timestamp) -> bool {
         self.silences
             .as_ref()
@@ -290,7 +319,9 @@ impl Dispatcher {
             for alert in &group.alerts {
                 if self.is_silenced(&alert.labels, now) {
                     mute_counts.silenced += 1;
-                } else if self.inhibitor.is_inhibited(&alert.labels, &firing) {
+                } else if self.inhibitor.is_inhibited(&alert.labels, &firing)
+                    || self.is_externally_inhibited(&alert.labels)
+                {
                     mute_counts.inhibited += 1;
                 } else {
                     visible.push(alert.clone());

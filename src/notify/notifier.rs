@@ -93,6 +93,7 @@ struct Target {
 /// Delivers notifications; see the module documentation.
 pub struct Notifier {
     commands: Mutex<Sender<Command>>,
+    external_inhibitor: super::dispatch::ExternalInhibitorSlot,
     outbox: Outbox,
     clock: Arc<dyn Clock>,
     config: RwLock<NotificationsConfig>,
@@ -122,6 +123,7 @@ impl Notifier {
         let outbox = Outbox::new(store);
         let now = clock.now_ms();
         let dispatcher = Dispatcher::new(config.clone(), silences, outbox.clone(), now)?;
+        let external_inhibitor = dispatcher.external_inhibitor_slot();
         let (sender, receiver) = std::sync::mpsc::channel();
         let metrics = Arc::new(NotifierMetrics::default());
         let mut worker = Worker {
@@ -144,6 +146,7 @@ impl Notifier {
             .map_err(|error| NotifyError::Worker(error.to_string()))?;
         Ok(Arc::new(Notifier {
             commands: Mutex::new(sender),
+            external_inhibitor,
             outbox,
             clock,
             config: RwLock::new(config),
@@ -158,6 +161,12 @@ impl Notifier {
             .lock()
             .send(command)
             .map_err(|_| NotifyError::Stopped)
+    }
+
+    /// Lets `inhibitor` mute alerts too (the SLA manager's unreachable
+    /// sites); set once, later calls are ignored.
+    pub fn set_external_inhibitor(&self, inhibitor: Arc<dyn super::dispatch::ExternalInhibitor>) {
+        let _ = self.external_inhibitor.set(inhibitor);
     }
 
     /// A new configuration; groups, pending messages and delivery records stay.
