@@ -14,6 +14,21 @@ use guardia::sla::policy::{Policy, PolicySet};
 const MINUTE: i64 = 60_000;
 
 const CONFIG: &str = r#"
+notifications:
+  route: {receiver: primary}
+  receivers:
+    - name: primary
+      webhook_configs: [{url: 'http://127.0.0.1:9/primary'}]
+    - name: secondary
+      webhook_configs: [{url: 'http://127.0.0.1:9/secondary'}]
+    - name: lead
+      webhook_configs: [{url: 'http://127.0.0.1:9/lead'}]
+    - name: web-primary
+      webhook_configs: [{url: 'http://127.0.0.1:9/web-primary'}]
+    - name: web-secondary
+      webhook_configs: [{url: 'http://127.0.0.1:9/web-secondary'}]
+    - name: quiet-primary
+      webhook_configs: [{url: 'http://127.0.0.1:9/quiet-primary'}]
 sla:
   calendars:
     - name: office
