@@ -141,7 +141,7 @@ p90_time_to_resolve_seconds,acknowledge_breaches,resolve_breaches,escalations,co
     assert_eq!(row[2], "100.0", "acknowledged within target");
     assert_eq!(row[3], "", "not resolved: no figure");
     let mean_acknowledge: f64 = row[4].parse().unwrap();
-    assert!(mean_acknowledge >= 0.0 && mean_acknowledge < 3600.0);
+    assert!((0.0..3600.0).contains(&mean_acknowledge));
     assert_eq!(row[4], row[5], "one incident: the mean is the p90");
     assert_eq!(row[6], "");
     assert_eq!(&row[8..], ["0", "0", "1", "3.0"], "{csv}");

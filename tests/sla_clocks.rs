@@ -156,12 +156,15 @@ fn acknowledge_deadline_and_pause_follow_the_calendar() {
     assert_eq!(late.acknowledge.remaining_ms, 0);
 }
 
+/// Minutes into the incident, and the (round, tier, repeat) escalations due then.
+type EscalationsDueAt = (i64, Vec<(u32, u32, u32)>);
+
 #[test]
 fn escalation_tiers_fire_once_each_and_the_last_tier_repeats() {
     let database = policy("database");
     let start = 1_800_000_000_000;
     let mut incident = open("database", start);
-    let table: [(i64, Vec<(u32, u32, u32)>); 7] = [
+    let table: [EscalationsDueAt; 7] = [
         (0, vec![(0, 0, 0)]),
         (9, vec![]),
         (10, vec![(0, 1, 0)]),
