@@ -3,6 +3,8 @@
 //! Prometheus's names (`--storage.path`, `--web.listen-address`, ...).
 //! `guardia query` and `guardia query-range` evaluate PromQL straight on a
 //! data directory (no server; the server must not be holding it).
+//! `guardia sla report` prints the SLA figures of the incidents stored in a
+//! data directory, likewise without a server.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -40,6 +42,9 @@ enum Command {
     Query(QueryArgs),
     /// Evaluate a PromQL expression over a time range on a data directory.
     QueryRange(QueryRangeArgs),
+    /// SLA figures from a data directory's incidents.
+    #[command(subcommand)]
+    Sla(SlaCommand),
     /// Validate files, like promtool check.
     #[command(subcommand)]
     Check(CheckCommand),
@@ -74,6 +79,40 @@ struct QueryRangeArgs {
     step: String,
     #[command(flatten)]
     storage: QueryStorageArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum SlaCommand {
+    /// Per policy: incidents opened in [--from, --to), acknowledge and
+    /// resolve figures, breaches, escalations, covered hours.
+    Report(SlaReportArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Table,
+    Csv,
+}
+
+#[derive(Debug, Clone, Args)]
+struct SlaReportArgs {
+    /// Start of the period: RFC 3339 or Unix seconds.
+    #[arg(long = "from", value_name = "TIME")]
+    from: String,
+    /// End of the period, exclusive (default: now).
+    #[arg(long = "to", value_name = "TIME")]
+    to: Option<String>,
+    /// Only this policy.
+    #[arg(long = "policy", value_name = "NAME")]
+    policy: Option<String>,
+    #[arg(long = "format", value_enum, default_value = "table")]
+    format: ReportFormat,
+    /// The configuration whose `sla` section defines the policies and calendars.
+    #[arg(long = "config.file", value_name = "PATH")]
+    config_file: PathBuf,
+    /// Directory of the storage to read.
+    #[arg(long = "storage.path", default_value = "data", value_name = "DIR")]
+    storage_path: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -393,6 +432,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Serve(args)) => args,
         Some(Command::Query(args)) => return query_cli::run_instant(&args),
         Some(Command::QueryRange(args)) => return query_cli::run_range(&args),
+        Some(Command::Sla(SlaCommand::Report(args))) => return sla_cli::run_report(&args),
         Some(Command::Check(command)) => std::process::exit(run_check(command)),
         Some(Command::Test(TestCommand::Rules { files })) => {
             let mut stdout = std::io::stdout();
@@ -418,6 +458,53 @@ fn main() -> anyhow::Result<()> {
         .block_on(guardia::server::serve(settings))
         .context("guardia stopped with an error")?;
     Ok(())
+}
+
+/// `guardia sla report`: the incidents of the data directory and the
+/// policies of the configuration file, through `sla::report`.
+mod sla_cli {
+    use anyhow::Context as _;
+    use guardia::api::params::parse_time;
+    use guardia::sla::policy::PolicySet;
+    use guardia::sla::report::{format_report_csv, format_report_table, sla_report};
+
+    use super::{QueryStorageArgs, ReportFormat, SlaReportArgs};
+
+    pub fn run_report(args: &SlaReportArgs) -> anyhow::Result<()> {
+        let from = parse_time(&args.from).map_err(|reason| anyhow::anyhow!("--from: {reason}"))?;
+        let now = guardia::clock::now_ms();
+        let to = match &args.to {
+            Some(text) => parse_time(text).map_err(|reason| anyhow::anyhow!("--to: {reason}"))?,
+            None => now,
+        };
+        anyhow::ensure!(from <= to, "--to is before --from");
+        let config = guardia::config::file::load_file(&args.config_file)
+            .with_context(|| format!("reading {}", args.config_file.display()))?;
+        let sla = config.sla.unwrap_or_default();
+        let policies = PolicySet::from_config(&sla).context("the sla section's policies")?;
+        if let Some(name) = &args.policy {
+            anyhow::ensure!(
+                policies.policy(name).is_some(),
+                "no SLA policy named {name:?} in {}",
+                args.config_file.display()
+            );
+        }
+        // Opened the way `guardia query` opens it, for the same lock message.
+        let (tsdb, _engine) = super::query_cli::open(&QueryStorageArgs {
+            storage_path: args.storage_path.clone(),
+            lookback_delta: std::time::Duration::from_secs(300),
+        })?;
+        let incidents = guardia::sla::manager::load_all_incidents(tsdb.as_ref());
+        let closed = tsdb.close();
+        let incidents = incidents.context("reading the incidents")?;
+        closed.context("closing the storage")?;
+        let reports = sla_report(&incidents, &policies, from, to, args.policy.as_deref(), now);
+        match args.format {
+            ReportFormat::Table => print!("{}", format_report_table(&reports)),
+            ReportFormat::Csv => print!("{}", format_report_csv(&reports)),
+        }
+        Ok(())
+    }
 }
 
 /// `guardia query` and `guardia query-range`: open the data directory,
@@ -482,7 +569,7 @@ mod query_cli {
         Ok(())
     }
 
-    fn open(storage: &QueryStorageArgs) -> anyhow::Result<(Arc<Tsdb>, Engine)> {
+    pub(super) fn open(storage: &QueryStorageArgs) -> anyhow::Result<(Arc<Tsdb>, Engine)> {
         let directory: &Path = &storage.storage_path;
         anyhow::ensure!(
             directory.is_dir(),
