@@ -26,6 +26,11 @@ const NORTH_BACK_AT: Timestamp = START + 600 * SECOND;
 const MISSING_FOR_MS: i64 = 120 * SECOND;
 
 const CONFIG: &str = r#"
+notifications:
+  route: {receiver: noc}
+  receivers:
+    - name: noc
+      webhook_configs: [{url: 'http://127.0.0.1:9/noc'}]
 sla:
   policies:
     - name: sites
