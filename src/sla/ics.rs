@@ -278,18 +278,13 @@ pub fn days_between(start: Date, end: Date) -> i32 {
     i32::try_from(days).unwrap_or(if days < 0 { i32::MIN } else { i32::MAX })
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (the classic
-/// era-of-400-years method, exact for every date jiff can represent).
+/// Days since 1970-01-01 of a proleptic Gregorian date.
 pub fn days_from_civil(date: Date) -> i64 {
-    let month = i64::from(date.month());
-    let day = i64::from(date.day());
-    let year = i64::from(date.year()) - i64::from(month <= 2);
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_from_march = (month + 9) % 12;
-    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+    crate::model::days_from_civil(
+        i64::from(date.year()),
+        i64::from(date.month()),
+        i64::from(date.day()),
+    )
 }
 
 #[cfg(test)]
