@@ -76,6 +76,8 @@ fn store() -> FixedStore {
             (0..40).map(|i| Sample { t: i * 15_000, v: (i * (index as i64 + 1)) as f64 }).collect(),
         ));
     }
+    // The `Querier` contract: answers are sorted by labels.
+    series.sort_by(|a, b| a.0.cmp(&b.0));
     FixedStore { series }
 }
 
