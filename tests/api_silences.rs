@@ -3,77 +3,19 @@
 //! silences still there after a restart. Shapes follow Alertmanager's
 //! `api/v2/openapi.yaml` (`gettableSilence`, `postableSilence`).
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+
+#[path = "common/process.rs"]
+mod process;
+use process::{Guardia, free_port};
 
 use guardia::model::format_rfc3339_millis;
 use serde_json::{Value, json};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_guardia");
 const MINUTE: i64 = 60_000;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The server process, killed when a failed assertion unwinds past it.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn start(storage: &Path, port: u16) -> Server {
-    Server(
-        Command::new(BINARY)
-            .arg("serve")
-            .arg(format!("--storage.path={}", storage.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    )
-}
-
-/// Polls `/-/ready`; the deadline only guards against a hung test.
-async fn wait_ready(client: &reqwest::Client, base: &str, server: &mut Server) {
-    let child = &mut server.0;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("guardia exited before becoming ready: {status}");
-        }
-        if let Ok(response) = client.get(format!("{base}/-/ready")).send().await
-            && response.status().as_u16() == 200
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "guardia did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn terminate_and_wait(server: &mut Server) {
-    let child = &mut server.0;
-    let killed = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    assert!(child.wait().unwrap().success());
+fn start(storage: &Path, port: u16) -> Guardia {
+    Guardia::serve(port, [format!("--storage.path={}", storage.display())])
 }
 
 fn now_ms() -> i64 {
@@ -132,7 +74,7 @@ async fn silences_api_matches_alertmanager_and_survives_restart() {
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let mut child = start(directory.path(), port);
-    wait_ready(&client, &base, &mut child).await;
+    child.wait_ready(&client).await;
 
     let now = now_ms();
     // isEqual omitted: Alertmanager's default is true.
@@ -296,9 +238,9 @@ async fn silences_api_matches_alertmanager_and_survives_restart() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 404);
 
-    terminate_and_wait(&mut child);
+    assert!(child.terminate().success());
     let mut child = start(directory.path(), port);
-    wait_ready(&client, &base, &mut child).await;
+    child.wait_ready(&client).await;
 
     let (status, list) = get_json(&client, format!("{base}/api/v2/silences")).await;
     assert_eq!(status, 200);
@@ -306,5 +248,5 @@ async fn silences_api_matches_alertmanager_and_survives_restart() {
     assert_eq!(list[0]["status"]["state"], "active");
     assert_eq!(list[0]["comment"], "extended");
     assert_eq!(list[1]["status"]["state"], "expired");
-    terminate_and_wait(&mut child);
+    assert!(child.terminate().success());
 }

@@ -5,61 +5,26 @@
 //! recovered store is exercised too.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+#[path = "common/process.rs"]
+mod process;
+use process::{Guardia, free_port};
 
 const ROUNDS: usize = 5;
 const WRITERS: usize = 4;
 const SAMPLES_PER_BODY: usize = 500;
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
-}
-
-/// Kills the server when dropped, so a failed assertion leaves no process behind.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_server(dir: &Path, port: u16) -> Server {
-    Server(
-        Command::new(env!("CARGO_BIN_EXE_guardia"))
-            .arg("--storage.path")
-            .arg(dir)
-            .arg("--web.listen-address")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--log.level")
-            .arg("warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start guardia"),
+fn start_server(dir: &Path, port: u16) -> Guardia {
+    Guardia::serve(
+        port,
+        [
+            format!("--storage.path={}", dir.display()),
+            "--log.level=warn".to_string(),
+        ],
     )
-}
-
-async fn wait_ready(client: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(response) = client.get(format!("{base}/-/ready")).send().await
-            && response.status().is_success()
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "server at {base} never became ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A cheap deterministic generator so failures can be replayed.
@@ -161,7 +126,7 @@ async fn acknowledged_samples_survive_kill_9() {
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
         let mut server = start_server(dir.path(), port);
-        wait_ready(&client, &base).await;
+        server.wait_ready(&client).await;
 
         let writers: Vec<_> = (0..WRITERS)
             .map(|writer| {
@@ -176,14 +141,13 @@ async fn acknowledged_samples_survive_kill_9() {
             .collect();
         let kill_after = Duration::from_millis(300 + mix(round as u64 + 17) % 1200);
         tokio::time::sleep(kill_after).await;
-        server.0.kill().expect("SIGKILL the server");
-        server.0.wait().expect("reap the server");
+        server.kill_9();
         for writer in writers {
             writer.await.expect("writer task");
         }
 
-        let restarted = start_server(dir.path(), port);
-        wait_ready(&client, &base).await;
+        let mut restarted = start_server(dir.path(), port);
+        restarted.wait_ready(&client).await;
         let stored = export_all(&client, &base).await;
         let acked = acked.lock().expect("acked lock").clone();
         assert!(

@@ -7,21 +7,12 @@
 #[path = "common/notify_support.rs"]
 mod notify_support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use notify_support::{DEADLINE, Guardia, free_port, now_ms, write_config};
+use notify_support::{DEADLINE, Guardia, KillOnDrop, free_port, now_ms, write_config};
 
 const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
-
-struct Alertmanager(Child);
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guardia_alert_appears_in_a_real_alertmanager() {
@@ -39,7 +30,7 @@ async fn guardia_alert_appears_in_a_real_alertmanager() {
     )
     .unwrap();
     std::fs::create_dir(directory.path().join("am-data")).unwrap();
-    let mut alertmanager = Alertmanager(
+    let mut alertmanager = KillOnDrop(
         Command::new(ALERTMANAGER)
             .arg(format!(
                 "--config.file={}",

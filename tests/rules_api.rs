@@ -3,51 +3,24 @@
 //! threshold, wait for the alert on `/api/v1/alerts`, then check the shapes
 //! and filters of `/api/v1/rules` and the rule metrics on `/metrics`.
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_guardia");
+#[path = "common/process.rs"]
+mod process;
+use process::{Guardia, free_port};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Kills the process if a test fails before terminating it.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(directory: &Path, port: u16) -> Server {
-    Server(
-        Command::new(BINARY)
-            .arg("serve")
-            .arg(format!(
-                "--storage.path={}",
-                directory.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--web.enable-lifecycle")
-            .arg(format!(
-                "--config.file={}",
-                directory.join("guardia.yml").display()
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
+fn start(directory: &Path, port: u16) -> Guardia {
+    Guardia::serve(
+        port,
+        [
+            format!("--storage.path={}", directory.join("data").display()),
+            "--web.enable-lifecycle".to_string(),
+            format!("--config.file={}", directory.join("guardia.yml").display()),
+        ],
     )
 }
 
@@ -58,31 +31,6 @@ async fn get_json(client: &reqwest::Client, url: &str) -> (u16, Value) {
         status,
         serde_json::from_str(&response.text().await.unwrap()).unwrap(),
     )
-}
-
-/// Polls until `check` accepts the JSON; the deadline only guards against a hung test.
-async fn wait_for(
-    client: &reqwest::Client,
-    url: &str,
-    server: &mut Server,
-    check: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Some(status) = server.0.try_wait().unwrap() {
-            panic!("guardia exited early: {status}");
-        }
-        if let Ok(response) = client.get(url).send().await
-            && response.status().as_u16() == 200
-            && let Ok(text) = response.text().await
-            && let Ok(body) = serde_json::from_str::<Value>(&text)
-            && check(&body)
-        {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "condition not reached on {url}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test]
@@ -120,13 +68,9 @@ async fn alert_fires_and_rules_api_answers_in_prometheus_shape() {
     let client = reqwest::Client::new();
     let mut server = start(directory.path(), port);
     // Ready means the rule files loaded; `/api/v1/status/buildinfo` answers JSON once it is.
-    wait_for(
-        &client,
-        &format!("{base}/api/v1/status/buildinfo"),
-        &mut server,
-        |_| true,
-    )
-    .await;
+    server
+        .wait_json(&client, "/api/v1/status/buildinfo", |_| true)
+        .await;
 
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -140,17 +84,13 @@ async fn alert_fires_and_rules_api_answers_in_prometheus_shape() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 204);
 
-    let alerts = wait_for(
-        &client,
-        &format!("{base}/api/v1/alerts"),
-        &mut server,
-        |body| {
+    let alerts = server
+        .wait_json(&client, "/api/v1/alerts", |body| {
             body["data"]["alerts"]
                 .as_array()
                 .is_some_and(|alerts| !alerts.is_empty())
-        },
-    )
-    .await;
+        })
+        .await;
     let alert = &alerts["data"]["alerts"][0];
     assert_eq!(alerts["status"], "success");
     assert_eq!(alert["state"], "firing");
@@ -252,21 +192,17 @@ async fn alert_fires_and_rules_api_answers_in_prometheus_shape() {
     .unwrap();
     let hangup = Command::new("kill")
         .arg("-HUP")
-        .arg(server.0.id().to_string())
+        .arg(server.child.id().to_string())
         .status()
         .unwrap();
     assert!(hangup.success());
-    let reloaded = wait_for(
-        &client,
-        &format!("{base}/api/v1/rules"),
-        &mut server,
-        |body| {
+    let reloaded = server
+        .wait_json(&client, "/api/v1/rules", |body| {
             body["data"]["groups"]
                 .as_array()
                 .is_some_and(|groups| groups.len() == 3)
-        },
-    )
-    .await;
+        })
+        .await;
     let names: Vec<&str> = reloaded["data"]["groups"]
         .as_array()
         .unwrap()
@@ -314,10 +250,10 @@ async fn alert_fires_and_rules_api_answers_in_prometheus_shape() {
 
     let killed = Command::new("kill")
         .arg("-TERM")
-        .arg(server.0.id().to_string())
+        .arg(server.child.id().to_string())
         .status()
         .unwrap();
     assert!(killed.success());
-    let status = server.0.wait().unwrap();
+    let status = server.child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,10 @@ use guardia::scrape::ScrapeManager;
 use guardia::scrape::scrape_loop::Health;
 use guardia::storage::{Appendable, Queryable, Series};
 use guardia::tsdb::{Options, Tsdb};
+
+#[path = "common/process.rs"]
+mod process;
+use process::{KillOnDrop, free_port};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -71,23 +75,6 @@ impl Harness {
             .into_iter()
             .find(|target| target.scrape_pool == job && target.status.health == Health::Down)
             .map(|target| target.status.last_error)
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

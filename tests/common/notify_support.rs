@@ -7,35 +7,18 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde_json::Value;
 
-pub const BINARY: &str = env!("CARGO_BIN_EXE_guardia");
-
-/// How long a test waits for a condition before it fails as hung.
-pub const DEADLINE: Duration = Duration::from_secs(120);
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub fn now_ms() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-}
+#[path = "process.rs"]
+mod process;
+#[allow(unused_imports)] // each test binary uses a different subset
+pub use process::{BINARY, DEADLINE, Guardia, KillOnDrop, free_port, now_ms};
 
 /// A rule that fires at once when `temperature_celsius` is above 50.
 pub const TEMPERATURE_RULES: &str = r#"groups:
@@ -50,64 +33,17 @@ pub const TEMPERATURE_RULES: &str = r#"groups:
           summary: "temperature {{ $value }} at {{ $labels.site }}"
 "#;
 
-/// A running guardia; killed (SIGKILL) when dropped.
-pub struct Guardia {
-    pub child: Child,
-    pub port: u16,
-}
-
 impl Guardia {
     /// Starts guardia on `directory/guardia.yml` with its data under `directory/data`.
     pub fn start(directory: &Path, port: u16) -> Guardia {
-        let child = Command::new(BINARY)
-            .arg("serve")
-            .arg(format!(
-                "--storage.path={}",
-                directory.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg(format!("--web.external-url=http://guardia.test:{port}"))
-            .arg(format!(
-                "--config.file={}",
-                directory.join("guardia.yml").display()
-            ))
-            .env("RUST_LOG", "guardia=info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        Guardia { child, port }
-    }
-
-    pub fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    pub fn kill_9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    pub fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            panic!("guardia exited early: {status}");
-        }
-    }
-
-    /// Waits until the HTTP API answers (rules and notifier are loaded by then).
-    pub async fn wait_ready(&mut self, client: &reqwest::Client) {
-        let url = format!("{}/api/v1/status/buildinfo", self.base());
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            self.assert_running();
-            if let Ok(response) = client.get(&url).send().await
-                && response.status().is_success()
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "guardia never became ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        Guardia::serve(
+            port,
+            [
+                format!("--storage.path={}", directory.join("data").display()),
+                format!("--web.external-url=http://guardia.test:{port}"),
+                format!("--config.file={}", directory.join("guardia.yml").display()),
+            ],
+        )
     }
 
     pub async fn push(&self, client: &reqwest::Client, body: String) {
@@ -118,30 +54,6 @@ impl Guardia {
             .await
             .unwrap();
         assert_eq!(response.status().as_u16(), 204);
-    }
-
-    /// Polls a JSON endpoint until `check` accepts it.
-    pub async fn wait_json(
-        &mut self,
-        client: &reqwest::Client,
-        path: &str,
-        check: impl Fn(&Value) -> bool,
-    ) -> Value {
-        let url = format!("{}{path}", self.base());
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            self.assert_running();
-            if let Ok(response) = client.get(&url).send().await
-                && response.status().is_success()
-                && let Ok(text) = response.text().await
-                && let Ok(body) = serde_json::from_str::<Value>(&text)
-                && check(&body)
-            {
-                return body;
-            }
-            assert!(Instant::now() < deadline, "condition not reached on {url}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 
     /// The value of one sample of `/metrics` (name with labels, exactly as exposed).
@@ -156,12 +68,6 @@ impl Guardia {
             .ok()?;
         text.lines()
             .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-    }
-}
-
-impl Drop for Guardia {
-    fn drop(&mut self) {
-        self.kill_9();
     }
 }
 
