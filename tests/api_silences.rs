@@ -152,6 +152,21 @@ async fn silences_api_matches_alertmanager_and_survives_restart() {
     )
     .await;
     assert_eq!(status, 400, "{message}");
+    assert!(
+        message
+            .as_str()
+            .is_some_and(|text| text.contains("bad matcher format")),
+        "{message}"
+    );
+    // The alerts endpoint answers bad input in the same shape.
+    let (status, message) = get_json(&client, format!("{base}/api/v2/alerts?silenced=maybe")).await;
+    assert_eq!(status, 400, "{message}");
+    assert!(
+        message
+            .as_str()
+            .is_some_and(|text| text.contains("invalid boolean")),
+        "{message}"
+    );
 
     // Bad requests: 400 with Alertmanager's reasons; unknown ids: 404.
     let bad_bodies = [

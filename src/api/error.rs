@@ -177,3 +177,42 @@ impl From<crate::sla::manager::AckLinkError> for ApiError {
         ApiError::Forbidden(error.to_string())
     }
 }
+
+/// The notifier's errors as the silence API classes them: an unknown id
+/// is 404, a bad silence 400, everything else (an already expired silence
+/// included, as in Alertmanager) 500.
+impl From<crate::notify::NotifyError> for ApiError {
+    fn from(error: crate::notify::NotifyError) -> ApiError {
+        use crate::notify::NotifyError;
+        match error {
+            NotifyError::SilenceNotFound(_) => ApiError::NotFound(error.to_string()),
+            NotifyError::InvalidSilence(_) => ApiError::BadData(error.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// An [`ApiError`] answered in Alertmanager's v2 shape rather than
+/// Prometheus's: the same status code, and a body that is just the message
+/// as a JSON string. The `/api/v2/...` endpoints return it, so `amtool`
+/// and Grafana's Alertmanager data source read the errors they expect.
+#[derive(Debug)]
+pub struct AlertmanagerError(pub ApiError);
+
+impl<E: Into<ApiError>> From<E> for AlertmanagerError {
+    fn from(error: E) -> AlertmanagerError {
+        AlertmanagerError(error.into())
+    }
+}
+
+impl IntoResponse for AlertmanagerError {
+    fn into_response(self) -> Response {
+        let AlertmanagerError(error) = self;
+        let status = error.status();
+        if let ApiError::Internal(message) = &error {
+            tracing::error!(%message, "request failed");
+        }
+        let body = serde_json::Value::String(error.to_string()).to_string();
+        (status, [(CONTENT_TYPE, "application/json")], body).into_response()
+    }
+}

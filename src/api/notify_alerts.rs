@@ -6,17 +6,13 @@
 //! receiver names). Also a minimal `GET /api/v2/status`.
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::api::ApiState;
+use crate::api::error::{AlertmanagerError, ApiError};
 use crate::notify::dispatch::AlertView;
 use crate::notify::webhook::{fingerprint_text, go_time_text, label_map};
-
-fn bad_request(message: String) -> Response {
-    (StatusCode::BAD_REQUEST, axum::Json(Value::String(message))).into_response()
-}
 
 fn parse_flag(value: &str) -> Result<bool, String> {
     match value {
@@ -29,10 +25,7 @@ fn parse_flag(value: &str) -> Result<bool, String> {
 pub async fn alerts_handler(
     State(state): State<ApiState>,
     Query(pairs): Query<Vec<(String, String)>>,
-) -> Response {
-    let Some(notifier) = state.notifier() else {
-        return axum::Json(Value::Array(Vec::new())).into_response();
-    };
+) -> Result<axum::Json<Value>, AlertmanagerError> {
     let mut show_active = true;
     let mut show_silenced = true;
     let mut show_inhibited = true;
@@ -52,10 +45,12 @@ pub async fn alerts_handler(
                 .map_err(|error| format!("failed to parse receiver param: {error}")),
             _ => Ok(()),
         };
-        if let Err(message) = outcome {
-            return bad_request(message);
-        }
+        outcome.map_err(ApiError::BadData)?;
     }
+    // Bad parameters are refused even when no notifier is configured.
+    let Some(notifier) = state.notifier() else {
+        return Ok(axum::Json(Value::Array(Vec::new())));
+    };
     let now = state.clock().now_ms();
     let alerts: Vec<Value> = notifier
         .alert_views()
@@ -78,7 +73,7 @@ pub async fn alerts_handler(
         .filter(|view| !view.alert.is_resolved_at(now))
         .map(|view| gettable_alert(&view))
         .collect();
-    axum::Json(Value::Array(alerts)).into_response()
+    Ok(axum::Json(Value::Array(alerts)))
 }
 
 fn gettable_alert(view: &AlertView) -> Value {

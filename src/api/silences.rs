@@ -16,10 +16,10 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::api::error::{AlertmanagerError, ApiError};
 use crate::api::params::{Params, parse_rfc3339};
 use crate::api::{ApiState, run_blocking};
 use crate::config::matcher::parse_matchers;
@@ -54,25 +54,10 @@ fn default_true() -> bool {
     true
 }
 
-/// An Alertmanager-shaped error: a JSON string body.
-fn alertmanager_error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(Value::String(message.into()))).into_response()
-}
-
-fn notify_error_response(error: NotifyError) -> Response {
-    let status = match &error {
-        NotifyError::SilenceNotFound(_) => StatusCode::NOT_FOUND,
-        NotifyError::InvalidSilence(_) => StatusCode::BAD_REQUEST,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    alertmanager_error(status, error.to_string())
-}
-
-fn silences_unavailable() -> Response {
-    alertmanager_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "silences are not available: the store has no state storage",
-    )
+fn silences_unavailable() -> AlertmanagerError {
+    AlertmanagerError(ApiError::Unavailable(
+        "silences are not available: the store has no state storage".to_string(),
+    ))
 }
 
 /// The openapi `gettableSilence` of one silence at `now`.
@@ -95,71 +80,56 @@ pub fn gettable_silence(silence: &Silence, now: i64) -> Value {
 }
 
 /// `GET /api/v2/silences`.
-pub async fn list_silences(State(state): State<ApiState>, params: Params) -> Response {
-    let Some(silences) = state.silences().cloned() else {
-        return silences_unavailable();
-    };
+pub async fn list_silences(
+    State(state): State<ApiState>,
+    params: Params,
+) -> Result<Json<Value>, AlertmanagerError> {
+    let silences = state.silences().cloned().ok_or_else(silences_unavailable)?;
     let mut filter = Vec::new();
     for text in params.all("filter") {
-        match parse_matchers(text) {
-            Ok(matchers) => filter.extend(matchers),
-            Err(error) => {
-                return alertmanager_error(
-                    StatusCode::BAD_REQUEST,
-                    format!("bad matcher format: {error}"),
-                );
-            }
-        }
+        let matchers = parse_matchers(text)
+            .map_err(|error| ApiError::BadData(format!("bad matcher format: {error}")))?;
+        filter.extend(matchers);
     }
     let now = state.clock().now_ms();
     let listed = silences.list(&filter);
-    Json(Value::Array(
+    Ok(Json(Value::Array(
         listed
             .iter()
             .map(|silence| gettable_silence(silence, now))
             .collect(),
-    ))
-    .into_response()
+    )))
 }
 
 /// `GET /api/v2/silence/{id}`.
-pub async fn get_silence(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
-    let Some(silences) = state.silences().cloned() else {
-        return silences_unavailable();
-    };
-    match silences.get(&id) {
-        Some(silence) => Json(gettable_silence(&silence, state.clock().now_ms())).into_response(),
-        None => notify_error_response(NotifyError::SilenceNotFound(id)),
-    }
+pub async fn get_silence(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AlertmanagerError> {
+    let silences = state.silences().cloned().ok_or_else(silences_unavailable)?;
+    let silence = silences.get(&id).ok_or(NotifyError::SilenceNotFound(id))?;
+    Ok(Json(gettable_silence(&silence, state.clock().now_ms())))
 }
 
 /// `POST /api/v2/silences`.
-pub async fn post_silence(State(state): State<ApiState>, body: Bytes) -> Response {
-    let Some(silences) = state.silences().cloned() else {
-        return silences_unavailable();
-    };
-    let request = match parse_postable(&body) {
-        Ok(request) => request,
-        Err(message) => return alertmanager_error(StatusCode::BAD_REQUEST, message),
-    };
-    let outcome = run_blocking(move || Ok(silences.create_or_update(request))).await;
-    match outcome {
-        Ok(Ok(id)) => Json(json!({ "silenceID": id })).into_response(),
-        Ok(Err(error)) => notify_error_response(error),
-        Err(error) => alertmanager_error(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
-    }
+pub async fn post_silence(
+    State(state): State<ApiState>,
+    body: Bytes,
+) -> Result<Json<Value>, AlertmanagerError> {
+    let silences = state.silences().cloned().ok_or_else(silences_unavailable)?;
+    let request = parse_postable(&body).map_err(ApiError::BadData)?;
+    let id = run_blocking(move || Ok(silences.create_or_update(request)?)).await?;
+    Ok(Json(json!({ "silenceID": id })))
 }
 
 /// `DELETE /api/v2/silence/{id}`.
-pub async fn delete_silence(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
-    let Some(silences) = state.silences().cloned() else {
-        return silences_unavailable();
-    };
-    match run_blocking(move || Ok(silences.expire(&id))).await {
-        Ok(Ok(())) => StatusCode::OK.into_response(),
-        Ok(Err(error)) => notify_error_response(error),
-        Err(error) => alertmanager_error(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
-    }
+pub async fn delete_silence(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AlertmanagerError> {
+    let silences = state.silences().cloned().ok_or_else(silences_unavailable)?;
+    run_blocking(move || Ok(silences.expire(&id)?)).await?;
+    Ok(StatusCode::OK)
 }
 
 /// Decodes a `postableSilence` body; the message says what is wrong.
