@@ -109,11 +109,30 @@ fn assert_all_same(got: &[Vec<Series>], want: &[Vec<Series>]) {
 
 #[test]
 fn compaction_keeps_every_sample_bit_exact_across_restart_and_late_data() {
+    compact_and_compare(Options::default());
+}
+
+/// Steps of one or a few chunks: every series boundary that is also an
+/// old-block boundary ends a transaction, so the step logic (resuming,
+/// reading old blocks one at a time past the new ones, summaries kept
+/// across steps) runs hundreds of times, and must give the same answers.
+#[test]
+fn compaction_in_small_steps_gives_the_same_answers() {
+    for compaction_step_chunks in [1, 7] {
+        compact_and_compare(Options {
+            compaction_step_chunks,
+            ..Options::default()
+        });
+    }
+}
+
+fn compact_and_compare(options: Options) {
+    let step_chunks = options.compaction_step_chunks;
     let dir = tempfile::tempdir().unwrap();
     let steps_per_hour = 3_600_000 / STEP;
     let expected;
     {
-        let tsdb = Tsdb::open(dir.path(), Options::default()).unwrap();
+        let tsdb = Tsdb::open(dir.path(), options.clone()).unwrap();
         // Five hours: partitions 0 and 1 full, partition 2 partly.
         write_steps(&tsdb, 0, 5 * steps_per_hour);
         tsdb.flush_open_chunks(Duration::ZERO).unwrap();
@@ -127,6 +146,17 @@ fn compaction_keeps_every_sample_bit_exact_across_restart_and_late_data() {
         assert_eq!(report.chunks_merged, before.stored_chunks);
         assert!(report.blocks_written > 0);
         let after = tsdb.stats();
+        // One transaction per step: a partition at once by default, about
+        // a series per step at one chunk (every series of every partition).
+        let transactions = after.commits - before.commits;
+        if step_chunks == 1 {
+            assert!(
+                transactions >= 3 * (TARGETS * SERIES_PER_TARGET) as u64 - 3,
+                "{transactions} transactions"
+            );
+        } else if step_chunks >= before.stored_chunks {
+            assert_eq!(transactions, 3);
+        }
         assert_eq!(after.stored_chunks, 0);
         assert_eq!(after.partitions, 3);
         // Even on these float-heavy series (about 20 % saved; far more on
@@ -146,7 +176,7 @@ fn compaction_keeps_every_sample_bit_exact_across_restart_and_late_data() {
         tsdb.close().unwrap();
     }
     {
-        let tsdb = Tsdb::open(dir.path(), Options::default()).unwrap();
+        let tsdb = Tsdb::open(dir.path(), options).unwrap();
         assert_all_same(&query_set(&tsdb), &expected);
         // The tails still reject what is older than the compacted data.
         let mut appender = tsdb.appender();

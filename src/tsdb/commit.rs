@@ -115,6 +115,7 @@ pub struct Settings {
     pub flush_interval: Duration,
     pub open_chunk_max_age: Duration,
     pub log_max_bytes: u64,
+    pub compaction_step_chunks: u64,
 }
 
 /// A series' state while a group is validated, before anything is written.
@@ -310,6 +311,9 @@ pub struct CommitThread {
     tentative: Vec<(SeriesSlot, Tentative)>,
     accepted: Vec<Accepted>,
     record: LogRecordBuilder,
+    /// Control messages that arrived between compaction steps, handled
+    /// by the main loop before it reads the queue again (order kept).
+    deferred_control: VecDeque<Message>,
 }
 
 impl CommitThread {
@@ -331,12 +335,19 @@ impl CommitThread {
             tentative: Vec::new(),
             accepted: Vec::new(),
             record: LogRecordBuilder::new(),
+            deferred_control: VecDeque::new(),
         }
     }
 
     pub fn run(mut self) {
         let mut next_flush = Instant::now() + self.settings.flush_interval;
         loop {
+            if let Some(message) = self.deferred_control.pop_front() {
+                if !self.handle_control(message) {
+                    return;
+                }
+                continue;
+            }
             let timeout = next_flush.saturating_duration_since(Instant::now());
             let message = match self.receiver.recv_timeout(timeout) {
                 Ok(message) => message,
@@ -1051,58 +1062,76 @@ impl CommitThread {
         );
         let mut report = CompactionReport::default();
         for partition_start in due {
-            let floor = self.shared.retention_floor.load(Ordering::Acquire);
             let started = Instant::now();
             let mut partition_report = CompactionReport::default();
-            let transaction = match self.database.begin_write() {
-                Ok(transaction) => transaction,
-                Err(error) => {
-                    let error = TsdbError::Database {
-                        context: "beginning a compaction transaction",
-                        message: error.to_string(),
-                    };
+            let mut resume_from = 0;
+            let mut steps = 0u64;
+            loop {
+                let floor = self.shared.retention_floor.load(Ordering::Acquire);
+                let transaction = match self.database.begin_write() {
+                    Ok(transaction) => transaction,
+                    Err(error) => {
+                        let error = TsdbError::Database {
+                            context: "beginning a compaction transaction",
+                            message: error.to_string(),
+                        };
+                        self.poison(&error);
+                        return Err(error);
+                    }
+                };
+                let step = match compact_partition(
+                    &transaction,
+                    partition_start,
+                    floor,
+                    resume_from,
+                    self.settings.compaction_step_chunks,
+                    &mut partition_report,
+                ) {
+                    Ok(step) => step,
+                    Err(TsdbError::Corrupt(reason)) => {
+                        // Nothing acknowledged depends on compaction: leave the
+                        // rest of the partition as it is (the transaction is
+                        // dropped uncommitted) rather than refuse writes.
+                        tracing::error!(partition_start, %reason, "partition not compacted: corrupt data");
+                        break;
+                    }
+                    Err(error) => {
+                        self.poison(&error);
+                        return Err(error);
+                    }
+                };
+                if let Err(error) = transaction.commit().context("committing a compaction") {
                     self.poison(&error);
                     return Err(error);
                 }
-            };
-            let summary = match compact_partition(
-                &transaction,
-                partition_start,
-                floor,
-                &mut partition_report,
-            ) {
-                Ok(summary) => summary,
-                Err(TsdbError::Corrupt(reason)) => {
-                    // Nothing acknowledged depends on compaction: leave the
-                    // partition as it is (the transaction is dropped
-                    // uncommitted) rather than refuse writes.
-                    tracing::error!(partition_start, %reason, "partition not compacted: corrupt data");
-                    continue;
-                }
-                Err(error) => {
-                    self.poison(&error);
-                    return Err(error);
-                }
-            };
-            if let Err(error) = transaction.commit().context("committing a compaction") {
-                self.poison(&error);
-                return Err(error);
-            }
-            self.shared.metrics.commits.inc();
-            self.shared.metrics.fsyncs.inc();
-            {
-                let mut head = self.shared.head.write();
-                match summary {
-                    Some(summary) => {
-                        head.partitions.insert(partition_start, summary);
+                steps += 1;
+                self.shared.metrics.commits.inc();
+                self.shared.metrics.fsyncs.inc();
+                {
+                    let mut head = self.shared.head.write();
+                    match step.summary {
+                        Some(summary) => {
+                            head.partitions.insert(partition_start, summary);
+                        }
+                        None => {
+                            head.partitions.remove(&partition_start);
+                        }
                     }
-                    None => {
-                        head.partitions.remove(&partition_start);
-                    }
+                }
+                let Some(next) = step.resume_from else {
+                    break;
+                };
+                resume_from = next;
+                // Writes queued meanwhile go in between steps; a shutdown
+                // ends the pass (the loose chunks left keep the partition due).
+                if !self.commit_queued_between_steps() {
+                    report.add(&partition_report);
+                    return Ok(report);
                 }
             }
             tracing::info!(
                 partition_start,
+                steps,
                 chunks = partition_report.chunks_merged,
                 blocks = partition_report.blocks_written,
                 bytes_before = partition_report.bytes_before,
@@ -1110,15 +1139,31 @@ impl CommitThread {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "partition compacted"
             );
-            report.partitions_compacted += partition_report.partitions_compacted;
-            report.chunks_merged += partition_report.chunks_merged;
-            report.blocks_rewritten += partition_report.blocks_rewritten;
-            report.blocks_written += partition_report.blocks_written;
-            report.series += partition_report.series;
-            report.bytes_before += partition_report.bytes_before;
-            report.bytes_after += partition_report.bytes_after;
+            report.add(&partition_report);
         }
         Ok(report)
+    }
+
+    /// Commits the writes already queued (without waiting for more) and
+    /// sets other messages aside for the main loop. False when one of them
+    /// is a shutdown, so a long compaction does not hold it up.
+    fn commit_queued_between_steps(&mut self) -> bool {
+        let mut group = Vec::new();
+        let mut keep_going = true;
+        while let Ok(message) = self.receiver.try_recv() {
+            match message {
+                Message::Commit(batch, reply) => group.push((batch, reply)),
+                other => {
+                    keep_going = !matches!(other, Message::Shutdown(_));
+                    self.deferred_control.push_back(other);
+                    break;
+                }
+            }
+        }
+        if !group.is_empty() {
+            self.commit_group(group);
+        }
+        keep_going
     }
 
     fn apply_retention(&mut self) -> Result<RetentionReport, TsdbError> {

@@ -3,13 +3,14 @@
 //! wrote, are rewritten into blocks (`block.rs`): one redb value per run of
 //! consecutive series, timestamps shared per column. The commit thread runs
 //! it; [`plan_compaction`] (pure) says which partitions are due and
-//! [`compact_partition`] rewrites one partition inside the caller's write
-//! transaction, so readers see either the old chunks or the new blocks,
-//! never both or neither (MVCC snapshot).
+//! [`compact_partition`] rewrites one step of a partition (a run of series)
+//! inside the caller's write transaction, so readers see each series either
+//! in its old chunks or in the new blocks, never both or neither (MVCC
+//! snapshot), and ingest waits behind one step rather than a partition.
 //!
-//! Memory stays bounded by one block's samples plus the compressed old
-//! blocks of the partition: series are merged as two sorted streams (old
-//! blocks, loose chunks), both in series-id order.
+//! Memory stays bounded by one old block's samples and one new block:
+//! series are merged as two sorted streams (old blocks, loose chunks), both
+//! in series-id order, and old blocks are read one at a time.
 
 use std::collections::VecDeque;
 
@@ -36,6 +37,18 @@ pub struct CompactionReport {
     pub series: u64,
     pub bytes_before: u64,
     pub bytes_after: u64,
+}
+
+impl CompactionReport {
+    pub fn add(&mut self, other: &CompactionReport) {
+        self.partitions_compacted += other.partitions_compacted;
+        self.chunks_merged += other.chunks_merged;
+        self.blocks_rewritten += other.blocks_rewritten;
+        self.blocks_written += other.blocks_written;
+        self.series += other.series;
+        self.bytes_before += other.bytes_before;
+        self.bytes_after += other.bytes_after;
+    }
 }
 
 /// Partitions to compact, oldest first: those with loose chunks that are
@@ -68,19 +81,45 @@ fn corrupt(what: &str, error: impl std::fmt::Display) -> TsdbError {
     TsdbError::Corrupt(format!("{what}: {error}"))
 }
 
-/// Series of the partition's old blocks, decoded one block at a time.
+/// Series of the partition's old blocks, read and decoded one block at a
+/// time from the table the new blocks go to.
 struct OldBlocks {
-    blocks: std::vec::IntoIter<(u64, Vec<u8>)>,
+    partition_start: Timestamp,
+    /// No untaken old block starts below this series id.
+    next_from: u64,
     pending: VecDeque<(u64, Vec<Sample>)>,
+    /// First series id and stored bytes of each block decoded so far.
+    taken: Vec<(u64, u64)>,
 }
 
 impl OldBlocks {
-    fn peek_id(&mut self) -> Result<Option<u64>, TsdbError> {
+    fn peek_id(&mut self, writer: &BlockWriter<'_>) -> Result<Option<u64>, TsdbError> {
         while self.pending.is_empty() {
-            let Some((first_series_id, bytes)) = self.blocks.next() else {
+            // Every new block starts below the next untaken old one (its
+            // series were all merged before that block was reached), so
+            // the next old block is the first key past both.
+            let from = match writer.written_ids.last() {
+                Some(written) => self.next_from.max(written + 1),
+                None => self.next_from,
+            };
+            let lower = block_key(self.partition_start, from);
+            let upper = block_key(self.partition_start, u64::MAX);
+            let mut range = writer
+                .table
+                .range(lower.as_slice()..=upper.as_slice())
+                .context("reading blocks")?;
+            let Some(entry) = range.next() else {
                 return Ok(None);
             };
-            self.pending = decode_block(first_series_id, &bytes)
+            let (key, value) = entry.context("reading a block")?;
+            let (_, first_series_id) =
+                decode_block_key(key.value()).map_err(|error| corrupt("block key", error))?;
+            self.taken.push((
+                first_series_id,
+                (BLOCK_KEY_BYTES + value.value().len()) as u64,
+            ));
+            self.next_from = first_series_id.saturating_add(1);
+            self.pending = decode_block(first_series_id, value.value())
                 .map_err(|error| corrupt("block", error))?
                 .into();
         }
@@ -99,7 +138,8 @@ struct BlockWriter<'txn> {
     floor: Timestamp,
     builder: BlockBuilder,
     summary: PartitionSummary,
-    blocks_written: u64,
+    /// First series ids of the blocks written, ascending.
+    written_ids: Vec<u64>,
     series: u64,
 }
 
@@ -138,49 +178,66 @@ impl BlockWriter<'_> {
             .insert(key.as_slice(), value.as_slice())
             .context("writing a block")?;
         self.summary.bytes += (BLOCK_KEY_BYTES + value.len()) as u64;
-        self.blocks_written += 1;
+        self.written_ids.push(first_series_id);
         Ok(())
     }
 }
 
-/// Rewrites partition `partition_start` into blocks inside `transaction`:
-/// merges each series' old block entries and loose chunks, drops samples
-/// below `floor`, deletes the old blocks and chunks and writes the new
-/// partition summary (or deletes it when nothing is left). Returns the new
-/// summary and what was done. The caller commits.
+/// Where one [`compact_partition`] call left its partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompactionStep {
+    /// The partition's summary after the step; `None` when nothing is left
+    /// in it (its row is deleted).
+    pub summary: Option<PartitionSummary>,
+    /// The series id the next step starts from; `None` when the partition
+    /// is done.
+    pub resume_from: Option<u64>,
+}
+
+/// Rewrites part of partition `partition_start` into blocks inside
+/// `transaction`: from series `resume_from` on, merges each series' old
+/// block entries and loose chunks, drops samples below `floor`, deletes
+/// what it merged and updates the partition summary. It stops once it has
+/// merged `step_chunks` loose chunks and reached a series boundary that is
+/// also a boundary of the old blocks, so every series moves whole within
+/// one transaction: a reader's snapshot sees each series either before or
+/// after compaction. Small steps keep the commit thread's write lock short
+/// (ingest waits behind each step, not behind the whole partition); a crash
+/// between steps leaves loose chunks behind, so the partition stays due and
+/// a later pass finishes it. The caller commits.
 pub fn compact_partition(
     transaction: &WriteTransaction,
     partition_start: Timestamp,
     floor: Timestamp,
+    resume_from: u64,
+    step_chunks: u64,
     report: &mut CompactionReport,
-) -> Result<Option<PartitionSummary>, TsdbError> {
-    let mut blocks = transaction
+) -> Result<CompactionStep, TsdbError> {
+    let mut partitions = transaction
+        .open_table(tables::PARTITIONS)
+        .context("opening the partitions table")?;
+    let stored_summary = match partitions
+        .get(partition_start)
+        .context("reading a partition summary")?
+    {
+        Some(value) => encoding::decode_partition_summary(value.value())
+            .map_err(|error| corrupt("partition summary", error))?,
+        None => PartitionSummary {
+            bytes: 0,
+            chunks: 0,
+            mint: Timestamp::MAX,
+            maxt: Timestamp::MIN,
+        },
+    };
+    let blocks = transaction
         .open_table(tables::BLOCKS)
         .context("opening the blocks table")?;
-    let block_lower = block_key(partition_start, 0);
     let block_upper = block_key(partition_start, u64::MAX);
-    let mut old_blocks: Vec<(u64, Vec<u8>)> = Vec::new();
-    for entry in blocks
-        .range(block_lower.as_slice()..=block_upper.as_slice())
-        .context("reading blocks")?
-    {
-        let (key, value) = entry.context("reading a block")?;
-        let (_, first_series_id) =
-            decode_block_key(key.value()).map_err(|error| corrupt("block key", error))?;
-        report.bytes_before += (BLOCK_KEY_BYTES + value.value().len()) as u64;
-        old_blocks.push((first_series_id, value.value().to_vec()));
-    }
-    report.blocks_rewritten += old_blocks.len() as u64;
-    // New blocks may reuse old keys, so the old ones go first (their bytes
-    // are in `old_blocks`).
-    blocks
-        .retain_in(block_lower.as_slice()..=block_upper.as_slice(), |_, _| {
-            false
-        })
-        .context("deleting old blocks")?;
     let mut old = OldBlocks {
-        blocks: old_blocks.into_iter(),
+        partition_start,
+        next_from: resume_from,
         pending: VecDeque::new(),
+        taken: Vec::new(),
     };
     let mut writer = BlockWriter {
         table: blocks,
@@ -193,15 +250,19 @@ pub fn compact_partition(
             mint: Timestamp::MAX,
             maxt: Timestamp::MIN,
         },
-        blocks_written: 0,
+        written_ids: Vec::new(),
         series: 0,
     };
 
     let mut chunks = transaction
         .open_table(tables::CHUNKS)
         .context("opening the chunks table")?;
-    let chunk_lower = chunk_key(partition_start, 0, Timestamp::MIN);
+    let chunk_lower = chunk_key(partition_start, resume_from, Timestamp::MIN);
     let chunk_upper = chunk_key(partition_start, u64::MAX, Timestamp::MAX);
+    let mut chunks_merged = 0u64;
+    let mut chunk_bytes = 0u64;
+    // The last series this step merged, when it stopped before the end.
+    let mut stopped_after: Option<u64> = None;
     {
         let mut current: Option<(u64, Vec<Sample>)> = None;
         for entry in chunks
@@ -210,57 +271,102 @@ pub fn compact_partition(
         {
             let (key, value) = entry.context("reading a chunk")?;
             let key = decode_chunk_key(key.value()).map_err(|error| corrupt("chunk key", error))?;
-            let value = value.value();
-            report.bytes_before += (encoding::CHUNK_KEY_BYTES + value.len()) as u64;
-            report.chunks_merged += 1;
-            let (_, _, encoded) =
-                decode_chunk_value(value).map_err(|error| corrupt("chunk value", error))?;
             if current
                 .as_ref()
                 .is_some_and(|(series_id, _)| *series_id != key.series_id)
                 && let Some((series_id, samples)) = current.take()
             {
                 merge_series(&mut old, &mut writer, series_id, samples)?;
+                if chunks_merged >= step_chunks && old.pending.is_empty() {
+                    stopped_after = Some(series_id);
+                    break;
+                }
             }
+            let value = value.value();
+            chunk_bytes += (encoding::CHUNK_KEY_BYTES + value.len()) as u64;
+            chunks_merged += 1;
+            let (_, _, encoded) =
+                decode_chunk_value(value).map_err(|error| corrupt("chunk value", error))?;
             let target = current.get_or_insert_with(|| (key.series_id, Vec::new()));
             chunk::decode_into(encoded, &mut target.1).map_err(|error| corrupt("chunk", error))?;
         }
         if let Some((series_id, samples)) = current.take() {
             merge_series(&mut old, &mut writer, series_id, samples)?;
         }
-        while old.peek_id()?.is_some() {
-            if let Some((series_id, samples)) = old.pop() {
-                writer.push(series_id, samples)?;
+        if stopped_after.is_none() {
+            while old.peek_id(&writer)?.is_some() {
+                if let Some((series_id, samples)) = old.pop() {
+                    writer.push(series_id, samples)?;
+                }
             }
         }
         writer.finish_block()?;
     }
+    let merged_upper = match stopped_after {
+        Some(series_id) => chunk_key(partition_start, series_id, Timestamp::MAX),
+        None => chunk_upper,
+    };
     chunks
-        .retain_in(chunk_lower.as_slice()..=chunk_upper.as_slice(), |_, _| {
+        .retain_in(chunk_lower.as_slice()..=merged_upper.as_slice(), |_, _| {
             false
         })
         .context("deleting compacted chunks")?;
+    // Old blocks this step consumed are gone, unless a new block took the
+    // same key (it overwrote the old value in place).
+    for (first_series_id, _) in &old.taken {
+        if writer.written_ids.binary_search(first_series_id).is_err() {
+            let key = block_key(partition_start, *first_series_id);
+            writer
+                .table
+                .remove(key.as_slice())
+                .context("deleting an old block")?;
+        }
+    }
+    let old_bytes: u64 = old.taken.iter().map(|(_, bytes)| bytes).sum();
+    let consumed = old.taken.len();
 
-    report.partitions_compacted += 1;
-    report.blocks_written += writer.blocks_written;
+    report.chunks_merged += chunks_merged;
+    report.blocks_rewritten += consumed as u64;
+    report.blocks_written += writer.written_ids.len() as u64;
     report.series += writer.series;
+    report.bytes_before += chunk_bytes + old_bytes;
     report.bytes_after += writer.summary.bytes;
-    let mut partitions = transaction
-        .open_table(tables::PARTITIONS)
-        .context("opening the partitions table")?;
-    if writer.blocks_written == 0 {
-        partitions
-            .remove(partition_start)
-            .context("deleting a partition summary")?;
-        return Ok(None);
+    let summary = PartitionSummary {
+        bytes: (stored_summary.bytes.saturating_sub(chunk_bytes + old_bytes))
+            .saturating_add(writer.summary.bytes),
+        chunks: stored_summary.chunks.saturating_sub(chunks_merged),
+        mint: stored_summary.mint.min(writer.summary.mint),
+        maxt: stored_summary.maxt.max(writer.summary.maxt),
+    };
+    let resume_from = stopped_after.map(|series_id| series_id + 1);
+    if resume_from.is_none() {
+        report.partitions_compacted += 1;
+        let any_block_left = writer
+            .table
+            .range(block_key(partition_start, 0).as_slice()..=block_upper.as_slice())
+            .context("reading blocks")?
+            .next()
+            .is_some();
+        if !any_block_left {
+            partitions
+                .remove(partition_start)
+                .context("deleting a partition summary")?;
+            return Ok(CompactionStep {
+                summary: None,
+                resume_from: None,
+            });
+        }
     }
     partitions
         .insert(
             partition_start,
-            encoding::encode_partition_summary(&writer.summary).as_slice(),
+            encoding::encode_partition_summary(&summary).as_slice(),
         )
         .context("writing a partition summary")?;
-    Ok(Some(writer.summary))
+    Ok(CompactionStep {
+        summary: Some(summary),
+        resume_from,
+    })
 }
 
 /// Emits old-block series below `series_id`, then `series_id` with its old
@@ -271,14 +377,14 @@ fn merge_series(
     series_id: u64,
     samples: Vec<Sample>,
 ) -> Result<(), TsdbError> {
-    while let Some(old_id) = old.peek_id()?
+    while let Some(old_id) = old.peek_id(writer)?
         && old_id < series_id
     {
         if let Some((old_id, old_samples)) = old.pop() {
             writer.push(old_id, old_samples)?;
         }
     }
-    let merged = if old.peek_id()? == Some(series_id) {
+    let merged = if old.peek_id(writer)? == Some(series_id) {
         match old.pop() {
             Some((_, mut old_samples)) => {
                 old_samples.extend(samples);

@@ -99,6 +99,7 @@ pub fn open(dir: &Path, options: Options) -> Result<Arc<Tsdb>, TsdbError> {
             flush_interval: options.flush_interval,
             open_chunk_max_age: options.open_chunk_max_age,
             log_max_bytes: options.log_max_bytes,
+            compaction_step_chunks: options.compaction_step_chunks.max(1),
         },
         loaded.state,
     );
