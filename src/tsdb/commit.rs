@@ -348,6 +348,12 @@ impl CommitThread {
                 }
                 continue;
             }
+            // Checked before reading the queue, so a queue that is never
+            // empty (sustained pushes) does not starve sealing and compaction.
+            if Instant::now() >= next_flush {
+                self.periodic_flush();
+                next_flush = Instant::now() + self.settings.flush_interval;
+            }
             let timeout = next_flush.saturating_duration_since(Instant::now());
             let message = match self.receiver.recv_timeout(timeout) {
                 Ok(message) => message,
