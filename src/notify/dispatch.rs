@@ -223,8 +223,13 @@ impl Dispatcher {
                     .find(|existing| existing.labels == stored.labels)
                 {
                     Some(existing) => {
+                        // Only a change of state is written (with an fsync)
+                        // at once. New annotation text (a `{{ $value }}` in
+                        // it changes at every evaluation) and a later
+                        // `ends_at` ride along with the next write. A crash
+                        // in between can send the text of the last written
+                        // state until the rules' next evaluation refreshes it.
                         if existing.resolved != stored.resolved
-                            || existing.annotations != stored.annotations
                             || existing.starts_at != stored.starts_at
                         {
                             changed.insert(id.clone());
