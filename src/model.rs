@@ -79,6 +79,18 @@ impl Labels {
         Labels(deduped)
     }
 
+    /// Wraps labels the caller has already checked to be canonical (sorted
+    /// by strictly increasing name, no empty value), skipping the second
+    /// buffer and the sort of `new`: decoders of stored label sets check
+    /// that as they read.
+    pub fn from_canonical(labels: Vec<Label>) -> Labels {
+        debug_assert!(
+            labels.windows(2).all(|pair| pair[0].name < pair[1].name)
+                && labels.iter().all(|label| !label.value.is_empty())
+        );
+        Labels(labels)
+    }
+
     pub fn from_pairs<N: Into<String>, V: Into<String>>(
         pairs: impl IntoIterator<Item = (N, V)>,
     ) -> Labels {

@@ -69,7 +69,7 @@ fn node_key<T>(node: &T) -> usize {
 }
 
 /// Above this many selected series, an evaluator's selections are freed on
-/// a thread of their own: freeing tens of thousands of label strings and
+/// another thread: freeing tens of thousands of label strings and
 /// sample buffers takes milliseconds the query's answer need not wait for.
 const BACKGROUND_FREE_MIN_SERIES: usize = 2048;
 
@@ -82,12 +82,8 @@ impl Drop for Evaluator<'_> {
             .collect();
         let total: usize = selections.iter().map(Vec::len).sum();
         if total >= BACKGROUND_FREE_MIN_SERIES {
-            let spawned = std::thread::Builder::new()
-                .name("query-free".to_string())
-                .spawn(move || drop(selections));
-            // When no thread can be started, the failed spawn has dropped
-            // the closure and with it the selections: freed here instead.
-            drop(spawned);
+            // On the shared worker pool: no thread is started per query.
+            rayon::spawn(move || drop(selections));
         }
     }
 }

@@ -443,7 +443,7 @@ enum RateFunction {
 }
 
 /// Below this many selected series a rate-family call is computed on the
-/// calling thread only: a spawned thread costs tens of microseconds.
+/// calling thread only: handing half to a pool worker costs a wake-up.
 const PARALLEL_RATE_MIN_SERIES: usize = 256;
 
 /// Series computed per block when two threads share the work: bounds the
@@ -680,31 +680,31 @@ fn for_each_rate_series(
         for block in series.chunks(PARALLEL_RATE_BLOCK_SERIES) {
             evaluator.check_deadline()?;
             let (first_half, second_half) = block.split_at(block.len() / 2);
-            std::thread::scope(|scope| {
-                let times = &times;
-                let second_scratch = &mut second_scratch;
-                let second_out = &mut second_out;
-                scope.spawn(move || {
+            let times = &times;
+            rayon::join(
+                || {
+                    block_rate_points(
+                        first_half,
+                        times,
+                        offset,
+                        range,
+                        function,
+                        &mut first_scratch,
+                        &mut first_out,
+                    )
+                },
+                || {
                     block_rate_points(
                         second_half,
                         times,
                         offset,
                         range,
                         function,
-                        second_scratch,
-                        second_out,
-                    );
-                });
-                block_rate_points(
-                    first_half,
-                    times,
-                    offset,
-                    range,
-                    function,
-                    &mut first_scratch,
-                    &mut first_out,
-                );
-            });
+                        &mut second_scratch,
+                        &mut second_out,
+                    )
+                },
+            );
             for (position, (one, computed)) in block
                 .iter()
                 .zip(first_out.iter().chain(second_out.iter()))

@@ -303,7 +303,8 @@ pub fn decode_labels(bytes: &[u8]) -> Result<Labels, EncodingError> {
         labels.push(Label::new(name, value));
     }
     reader.finish()?;
-    Ok(Labels::new(labels))
+    // Checked canonical above, name by name.
+    Ok(Labels::from_canonical(labels))
 }
 
 // ------------------------------------------------------------------ chunks

@@ -152,17 +152,11 @@ impl<'a> TsdbQuerier<'a> {
                 // commit thread may wait for it.
                 let (first_slots, second_slots) = slots.split_at(slots.len() / 2);
                 let head: &Head = &head;
-                let (mut first, second) = std::thread::scope(|scope| {
-                    let second = scope.spawn(move || {
-                        self.copy_from_head(head, second_slots, mint, maxt, latest_only)
-                    });
-                    let first = self.copy_from_head(head, first_slots, mint, maxt, latest_only);
-                    (first, second.join())
-                });
-                match second {
-                    Ok(second) => first.extend(second),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
+                let (mut first, second) = rayon::join(
+                    || self.copy_from_head(head, first_slots, mint, maxt, latest_only),
+                    || self.copy_from_head(head, second_slots, mint, maxt, latest_only),
+                );
+                first.extend(second);
                 first
             } else {
                 self.copy_from_head(&head, &slots, mint, maxt, latest_only)
@@ -286,17 +280,12 @@ impl<'a> TsdbQuerier<'a> {
                 .partition_point(|job| (job.index as usize) < middle);
             let (first_jobs, second_jobs) = stored_chunks.jobs.split_at(jobs_middle);
             let (first_entries, second_entries) = selected.split_at_mut(middle);
-            let (first, second) = std::thread::scope(|scope| {
-                let finish = &finish;
-                let second = scope.spawn(move || finish(second_entries, middle, second_jobs));
-                let first = finish(first_entries, 0, first_jobs);
-                (first, second.join())
-            });
+            let (first, second) = rayon::join(
+                || finish(first_entries, 0, first_jobs),
+                || finish(second_entries, middle, second_jobs),
+            );
             let mut first = first?;
-            match second {
-                Ok(second) => first.extend(second?),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
+            first.extend(second?);
             first
         } else {
             finish(&mut selected, 0, &stored_chunks.jobs)?
@@ -372,7 +361,7 @@ fn two_cores() -> bool {
 }
 
 /// Below this many selected series, decoding runs on the calling thread
-/// only: a spawned thread costs tens of microseconds.
+/// only: handing half to a pool worker costs a wake-up.
 const PARALLEL_SELECT_MIN_SERIES: usize = 512;
 
 /// One stored chunk to decode for a selected series.
@@ -459,8 +448,16 @@ fn finish_series(
         }
         let series_jobs = &jobs[series_jobs_start..cursor];
         let announced: usize = series_jobs.iter().map(|job| job.count as usize).sum();
-        let mut samples = std::mem::take(&mut entry.samples);
-        samples.reserve(announced + entry.head_samples.len());
+        let mut samples = if series_jobs.is_empty() && entry.samples.is_empty() {
+            // Only head samples (the common case for recent data): the
+            // buffer copied under the head lock becomes the result as is,
+            // instead of being copied once more.
+            std::mem::take(&mut entry.head_samples)
+        } else {
+            let mut samples = std::mem::take(&mut entry.samples);
+            samples.reserve(announced + entry.head_samples.len());
+            samples
+        };
         for job in series_jobs {
             let encoded = bytes.get(job.start..job.end).unwrap_or_default();
             let decoded_into = if job.inside {
@@ -517,11 +514,10 @@ fn sort_series_by_labels(series: &mut Vec<Series>) {
     }
     let mut second = series.split_off(series.len() / 2);
     let mut first = std::mem::take(series);
-    std::thread::scope(|scope| {
-        let second = &mut second;
-        scope.spawn(move || second.sort_unstable_by(|a, b| a.labels.cmp(&b.labels)));
-        first.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
-    });
+    rayon::join(
+        || first.sort_unstable_by(|a, b| a.labels.cmp(&b.labels)),
+        || second.sort_unstable_by(|a, b| a.labels.cmp(&b.labels)),
+    );
     series.reserve(first.len() + second.len());
     let mut first = first.into_iter().peekable();
     let mut second = second.into_iter().peekable();
