@@ -1,8 +1,9 @@
 //! One target's scrape loop: a tokio task that waits for its stable offset
 //! within the interval (a hash of the target), then every interval fetches
 //! the target over HTTP (timeout, gzip, `Accept` negotiation, body size
-//! limit), parses and checks the body off the async runtime, and stores
-//! the whole scrape with one appender commit: the samples, the synthetic
+//! limit), parses and checks the body inline (a body is milliseconds of
+//! work), and stores the whole scrape with one appender commit, awaited
+//! without holding a thread (`commit_then`): the samples, the synthetic
 //! `up`/`scrape_*` series, and staleness markers for series that vanished.
 //! A failed scrape (HTTP error, timeout, bad body, a limit exceeded) stores
 //! nothing of the body: only `up 0`, the other synthetic series and stale
@@ -24,7 +25,7 @@ use crate::model::{LabelHasher, METRIC_NAME, MetricMetadata, Timestamp, stale_na
 use crate::scrape::ScrapeError;
 use crate::scrape::relabel::{LabelMap, relabel};
 use crate::scrape::target::ScrapeTarget;
-use crate::storage::{Appendable, Appender, SeriesRef};
+use crate::storage::{Appendable, Appender, CommitOutcome, SeriesRef, StorageError};
 
 /// What Prometheus 3 sends: OpenMetrics preferred, then the classic text
 /// format, then anything.
@@ -860,15 +861,30 @@ fn shared_commit_delay(interval: Duration) -> Duration {
     (interval / 10).min(MAX_SHARED_COMMIT_DELAY)
 }
 
-/// Stores one scrape (or its failure) in one commit. Blocking.
-fn store_scrape(
+/// A scrape handed to the store, waiting for its commit.
+struct QueuedScrape {
+    /// The commit's result, sent by the commit thread once durable.
+    committed: oneshot::Receiver<Result<CommitOutcome, StorageError>>,
+    /// The body's error, when the scrape failed (its commit still stores
+    /// `up 0` and the markers).
+    error: Option<String>,
+    vanished: Vec<(u64, SeriesRef)>,
+    changed_metadata: Option<(BTreeMap<String, MetricMetadata>, u64)>,
+    marker_time: Timestamp,
+}
+
+/// Parses and queues one scrape (or its failure) as one batch and hands it
+/// to the store without waiting for the commit; `finish_scrape` applies
+/// the outcome. Runs inline on the async worker: parsing a body is a few
+/// milliseconds, and the wait for the shared commit holds no thread.
+fn queue_scrape(
     fetched: Result<Fetched, String>,
     target: &ScrapeTarget,
     context: &LoopContext,
     cache: &mut ScrapeCache,
     scrape_time: Timestamp,
     duration_seconds: f64,
-) -> ScrapeReport {
+) -> QueuedScrape {
     let config = &context.config;
     if let Ok(fetched) = &fetched {
         cache.last_body_len = fetched.body.len();
@@ -936,7 +952,36 @@ fn store_scrape(
         );
     }
     cache.last_batch_samples = appender.len();
-    match appender.commit() {
+    let (commit_sender, committed) = oneshot::channel();
+    appender.commit_then(Box::new(move |result| {
+        // A loop stopped meanwhile no longer listens.
+        let _ = commit_sender.send(result);
+    }));
+    QueuedScrape {
+        committed,
+        error,
+        vanished,
+        changed_metadata,
+        marker_time,
+    }
+}
+
+/// Applies a queued scrape's commit result to the cache: what the loop
+/// remembers moves on only when the scrape was stored.
+fn finish_scrape(
+    queued: QueuedScrape,
+    committed: Result<CommitOutcome, StorageError>,
+    target: &ScrapeTarget,
+    cache: &mut ScrapeCache,
+) -> ScrapeReport {
+    let QueuedScrape {
+        error,
+        vanished,
+        changed_metadata,
+        marker_time,
+        ..
+    } = queued;
+    match committed {
         Ok(outcome) => {
             if outcome.rejected() > 0 {
                 tracing::debug!(target = %target.scrape_url, rejected = outcome.rejected(), "scraped samples rejected by the store");
@@ -967,6 +1012,31 @@ fn store_scrape(
             metadata: None,
         },
     }
+}
+
+/// Stores one scrape (or its failure) in one commit: queues it, waits for
+/// the commit without holding a thread, and applies the outcome.
+async fn store_scrape(
+    fetched: Result<Fetched, String>,
+    target: &ScrapeTarget,
+    context: &LoopContext,
+    cache: &mut ScrapeCache,
+    scrape_time: Timestamp,
+    duration_seconds: f64,
+) -> ScrapeReport {
+    let mut queued = queue_scrape(
+        fetched,
+        target,
+        context,
+        cache,
+        scrape_time,
+        duration_seconds,
+    );
+    // A dropped sender means the store shut down before answering.
+    let committed = (&mut queued.committed)
+        .await
+        .unwrap_or(Err(StorageError::Closed));
+    finish_scrape(queued, committed, target, cache)
 }
 
 /// Marks every series of the loop stale; the last act of a stopped loop.
@@ -1046,26 +1116,15 @@ async fn run_loop(
             }
         };
         let duration_seconds = started.elapsed().as_secs_f64();
-        let blocking_target = target.clone();
-        let blocking_context = context.clone();
-        let mut blocking_cache = std::mem::take(&mut cache);
-        let stored = tokio::task::spawn_blocking(move || {
-            let report = store_scrape(
-                fetched,
-                &blocking_target,
-                &blocking_context,
-                &mut blocking_cache,
-                scrape_time,
-                duration_seconds,
-            );
-            (report, blocking_cache)
-        })
+        let report = store_scrape(
+            fetched,
+            &target,
+            &context,
+            &mut cache,
+            scrape_time,
+            duration_seconds,
+        )
         .await;
-        let Ok((report, returned_cache)) = stored else {
-            tracing::error!(target = %target.scrape_url, "scrape worker failed");
-            return;
-        };
-        cache = returned_cache;
         let mut current = status.lock();
         current.scrape_count += 1;
         current.last_scrape_ms = Some(scrape_time);
