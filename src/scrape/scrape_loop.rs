@@ -399,8 +399,6 @@ pub struct ScrapeCache {
     /// The store's `series_refs_generation` the kept refs were taken
     /// under; when it moves (retention removed series) every ref is dropped.
     refs_generation: u64,
-    /// Scratch for building line keys.
-    key: Vec<u8>,
     /// Size of the last body, to size the next one's buffer at once.
     last_body_len: usize,
     /// Metadata lines of the last body, to size the next scrape's list.
@@ -477,35 +475,29 @@ fn line_was_tracked_in(line: &CachedLine, last_success_generation: u32) -> bool 
         && last_success_generation != 0
 }
 
-/// Separates a name from its value in a line key (0xFF never occurs in UTF-8).
-const KEY_NAME_END: u8 = 0xFF;
-/// Ends a label value in a line key (0xFE never occurs in UTF-8).
-const KEY_VALUE_END: u8 = 0xFE;
-
 /// Fixed seeds: the cache lives in memory only, but fixed seeds make a
 /// collision (which would need two distinct series of one target to agree
 /// on both independent 64-bit halves, odds about n²/2¹²⁹) reproducible.
 const LINE_KEY_SEED_LOW: u64 = 0x9e37_79b9_7f4a_7c15;
 const LINE_KEY_SEED_HIGH: u64 = 0xc2b2_ae3d_27d4_eb4f;
+/// Mixed into both seeds for OpenMetrics bodies: a series text is only
+/// known to the parser's shortcut within the format it was parsed in.
+const LINE_KEY_OPENMETRICS_TWEAK: u64 = 0x6f70_656e_6d65_7472;
 
-/// The cache key of a sample's series as written: its name and label pairs
-/// with separators that UTF-8 never contains (so distinct series have
-/// distinct texts), hashed twice with independent seeds. `scratch` keeps
-/// its allocation from line to line.
-fn line_key(scratch: &mut Vec<u8>, sample: &SampleBuf<'_>) -> LineKey {
+/// The cache key of a sample's series as written (the parser's
+/// `SampleBuf::series_text`, as Prometheus keys its scrape cache by the
+/// raw series bytes), hashed twice with independent seeds.
+fn line_key(series_text: &str, format: Format) -> LineKey {
     use std::hash::BuildHasher;
-    scratch.clear();
-    scratch.extend_from_slice(sample.metric_name().as_bytes());
-    for (name, value) in sample.labels() {
-        scratch.push(KEY_VALUE_END);
-        scratch.extend_from_slice(name.as_bytes());
-        scratch.push(KEY_NAME_END);
-        scratch.extend_from_slice(value.as_bytes());
-    }
-    let text: &[u8] = scratch;
+    let tweak = match format {
+        Format::OpenMetrics => LINE_KEY_OPENMETRICS_TWEAK,
+        Format::Prometheus => 0,
+    };
+    let text = series_text.as_bytes();
     LineKey {
-        low: foldhash::quality::FixedState::with_seed(LINE_KEY_SEED_LOW).hash_one(text),
-        high: foldhash::quality::FixedState::with_seed(LINE_KEY_SEED_HIGH).hash_one(text),
+        low: foldhash::quality::FixedState::with_seed(LINE_KEY_SEED_LOW ^ tweak).hash_one(text),
+        high: foldhash::quality::FixedState::with_seed(LINE_KEY_SEED_HIGH ^ tweak)
+            .hash_one(text),
     }
 }
 
@@ -639,7 +631,6 @@ fn append_scrape_body(
     // Sized like the last body's, so the vector is not regrown line by line.
     let mut metadata_lines: Vec<Metadata<'_>> = Vec::with_capacity(cache.last_metadata_lines);
     let last_success_generation = cache.last_success_generation;
-    let mut key = std::mem::take(&mut cache.key);
     let mut appended = AppendedScrape {
         scraped: 0,
         post_relabel: 0,
@@ -653,8 +644,21 @@ fn append_scrape_body(
         )
     };
     loop {
+        // Set by the parser's callback: the key of the series text it
+        // offered, when the cache can take the line without its labels.
+        let mut offered_key: Option<LineKey> = None;
+        let lines = &cache.lines;
         let entry = parser
-            .next_entry(&mut sample)
+            .next_entry_with_known_series(&mut sample, &mut |series_text| {
+                let key = line_key(series_text, format);
+                offered_key = Some(key);
+                // Lines the slow path must see again (no ref yet) are
+                // parsed in full; the shortcut only serves lines whose
+                // fate is settled: dropped, or appended by ref.
+                lines.get(&key).is_some_and(|line| {
+                    line.flags & LINE_DROPPED != 0 || line.reference != NO_REF
+                })
+            })
             .map_err(|error| format!("parse error: {error}"))?;
         match entry {
             None => break,
@@ -672,7 +676,13 @@ fn append_scrape_body(
                     0
                 };
                 let value = sample.value();
-                let line_key = line_key(&mut key, &sample);
+                let labels_skipped = sample.labels_skipped();
+                let line_key = match offered_key {
+                    Some(offered) if labels_skipped => offered,
+                    // A full parse's series text can differ from the text
+                    // offered (which runs to the line's last `}`).
+                    _ => line_key(sample.series_text(), format),
+                };
                 // Whether the line was a tracked series of the last
                 // successful scrape, decided once per scrape (a line written
                 // twice keeps what its first sighting found).
@@ -709,9 +719,25 @@ fn append_scrape_body(
                             Err(error) => {
                                 tracing::debug!(%error, target = %target.scrape_url, "series ref refused, appending by labels");
                                 appended.post_relabel -= 1;
+                                if labels_skipped {
+                                    // No labels to append by: this sample is
+                                    // lost, and the line is parsed in full
+                                    // (slow path) from the next scrape on.
+                                    entry.reference = NO_REF;
+                                    entry.last_seen_generation = generation;
+                                    entry.flags = tracked_flag
+                                        | if seen_before { LINE_SEEN_BEFORE } else { 0 };
+                                    continue;
+                                }
                             }
                         }
                     }
+                }
+                if labels_skipped {
+                    // Not reached: the parser skips labels only for lines the
+                    // cache holds settled, and those were handled above.
+                    tracing::debug!(target = %target.scrape_url, "line without labels missing from the scrape cache");
+                    continue;
                 }
                 let Some(labels) = final_labels(&sample, target, config) else {
                     cache.lines.insert(
@@ -768,7 +794,6 @@ fn append_scrape_body(
             }
         }
     }
-    cache.key = key;
     cache.last_metadata_lines = metadata_lines.len();
     let fingerprint = metadata_fingerprint(&metadata_lines);
     if cache.metadata_fingerprint != Some(fingerprint) {
