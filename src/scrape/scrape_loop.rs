@@ -496,8 +496,7 @@ fn line_key(series_text: &str, format: Format) -> LineKey {
     let text = series_text.as_bytes();
     LineKey {
         low: foldhash::quality::FixedState::with_seed(LINE_KEY_SEED_LOW ^ tweak).hash_one(text),
-        high: foldhash::quality::FixedState::with_seed(LINE_KEY_SEED_HIGH ^ tweak)
-            .hash_one(text),
+        high: foldhash::quality::FixedState::with_seed(LINE_KEY_SEED_HIGH ^ tweak).hash_one(text),
     }
 }
 
@@ -655,9 +654,9 @@ fn append_scrape_body(
                 // Lines the slow path must see again (no ref yet) are
                 // parsed in full; the shortcut only serves lines whose
                 // fate is settled: dropped, or appended by ref.
-                lines.get(&key).is_some_and(|line| {
-                    line.flags & LINE_DROPPED != 0 || line.reference != NO_REF
-                })
+                lines
+                    .get(&key)
+                    .is_some_and(|line| line.flags & LINE_DROPPED != 0 || line.reference != NO_REF)
             })
             .map_err(|error| format!("parse error: {error}"))?;
         match entry {

@@ -199,7 +199,8 @@ impl Appender for TsdbAppender<'_> {
             Ok(Some(outcome)) => done(Ok(outcome)),
             Ok(None) => {
                 let tsdb = self.tsdb;
-                if let Err(error) = tsdb.send(Message::Commit(self.batch, CommitReply::Notify(done)))
+                if let Err(error) =
+                    tsdb.send(Message::Commit(self.batch, CommitReply::Notify(done)))
                 {
                     // The message (and `done` in it) was dropped with the
                     // closed channel; the caller sees its receiver closed.
