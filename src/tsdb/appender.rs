@@ -185,7 +185,7 @@ impl Appender for TsdbAppender<'_> {
 
     fn commit(self: Box<Self>) -> Result<CommitOutcome, StorageError> {
         let (reply, answer) = sync_channel(1);
-        if let Some(done_early) = self.submit(CommitReply::Blocking(reply))? {
+        if let Some(done_early) = (*self).submit(CommitReply::Blocking(reply))? {
             return Ok(done_early);
         }
         answer.recv().map_err(|_| StorageError::Closed)?
@@ -233,7 +233,7 @@ impl TsdbAppender<'_> {
 
     /// Checks, then hands the batch to the commit thread with `reply`;
     /// `Some` when nothing needed sending.
-    fn submit(self: Box<Self>, reply: CommitReply) -> Result<Option<CommitOutcome>, StorageError> {
+    fn submit(self, reply: CommitReply) -> Result<Option<CommitOutcome>, StorageError> {
         if let Some(outcome) = self.check_before_send()? {
             return Ok(Some(outcome));
         }
