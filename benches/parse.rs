@@ -9,7 +9,9 @@
 //! instead of wall time: on a shared machine the wall-clock figures include
 //! the time the thread waited for a core. It also parses the sample lines
 //! and the comment lines of the same text separately (elements are lines
-//! there), to show where the time goes.
+//! there), to show where the time goes, and parses the text as a scrape
+//! loop does once its cache knows every series
+//! (`next_entry_with_known_series`: labels skipped, one hash per line).
 //!
 //! Run: `cargo bench --bench parse -- --warm-up-time 1 --measurement-time 3`
 
@@ -62,6 +64,24 @@ fn parse_and_count<'a>(text: &'a str, format: Format, sample: &mut SampleBuf<'a>
     parsed
 }
 
+fn series_text_hash(series_text: &str) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::quality::FixedState::with_seed(1).hash_one(series_text.as_bytes())
+}
+
+/// Hashes of every series text of `text`, from a full parse.
+fn known_series_hashes(text: &str, format: Format) -> std::collections::HashSet<u64> {
+    let mut sample = SampleBuf::new();
+    let mut parser = TextParser::new(text, format);
+    let mut known = std::collections::HashSet::new();
+    while let Some(entry) = parser.next_entry(&mut sample).expect("capture parses") {
+        if entry == Entry::Sample {
+            known.insert(series_text_hash(sample.series_text()));
+        }
+    }
+    known
+}
+
 fn bench_parse_cpu_time(criterion: &mut Criterion) {
     if thread_cpu_nanoseconds().is_none() {
         return;
@@ -95,6 +115,39 @@ fn bench_parse_cpu_time(criterion: &mut Criterion) {
             })
         });
     }
+    // As a scrape loop's second and later scrapes: every series text is
+    // known, so only the series text is hashed and the value parsed.
+    let (text, samples) = replicate(NODE_EXPORTER_PROM, Format::Prometheus);
+    let known_series = known_series_hashes(&text, Format::Prometheus);
+    group.throughput(Throughput::Elements(samples as u64));
+    group.bench_function("node_exporter_text_known_series", |bencher| {
+        bencher.iter_custom(|iterations| {
+            let mut sample = SampleBuf::new();
+            let wall_start = Instant::now();
+            let cpu_start = thread_cpu_nanoseconds().unwrap_or(0);
+            for _ in 0..iterations {
+                let mut parser = TextParser::new(black_box(&text), Format::Prometheus);
+                let mut skipped = 0usize;
+                while let Some(entry) = parser
+                    .next_entry_with_known_series(&mut sample, &mut |series_text| {
+                        known_series.contains(&series_text_hash(series_text))
+                    })
+                    .expect("capture parses")
+                {
+                    if entry == Entry::Sample && sample.labels_skipped() {
+                        skipped += 1;
+                    }
+                }
+                assert_eq!(skipped, samples);
+            }
+            let cpu_end = thread_cpu_nanoseconds().unwrap_or(0);
+            if cpu_end > cpu_start {
+                Duration::from_nanos(cpu_end - cpu_start)
+            } else {
+                wall_start.elapsed()
+            }
+        })
+    });
     // The same text split into its sample lines and its comment lines.
     let (text, _) = replicate(NODE_EXPORTER_PROM, Format::Prometheus);
     for (name, keep_comments) in [

@@ -9,7 +9,7 @@
 //! ```text
 //! discovery ─► TargetGroup ─► target::populate_target (relabel_configs)
 //!           ─► pool sync: new loop / keep loop / stop loop (stale markers)
-//! loop: fetch ─► spawn_blocking(parse, metric_relabel, limits, append, commit)
+//! loop: fetch ─► parse, metric_relabel, limits, append ─► commit_then ─► await the fsync
 //! ```
 
 pub mod discovery;

@@ -117,7 +117,19 @@ pub trait Appender {
     /// Makes the batch durable (fsync'd) and visible, then reports what was
     /// stored. Blocks the calling thread; call it off the async runtime.
     fn commit(self: Box<Self>) -> Result<CommitOutcome, StorageError>;
+
+    /// Like `commit`, but returns without waiting: `done` gets the same
+    /// result once the batch is durable (or refused), called from whatever
+    /// thread finishes the commit, or is dropped uncalled if the store shuts
+    /// down first. Lets an async caller await a oneshot instead of parking
+    /// an OS thread for the whole wait. Default: `commit` in place (blocks).
+    fn commit_then(self: Box<Self>, done: CommitCallback) {
+        done(self.commit());
+    }
 }
+
+/// Receives the result of `Appender::commit_then`.
+pub type CommitCallback = Box<dyn FnOnce(Result<CommitOutcome, StorageError>) + Send>;
 
 /// One series with the samples of a time range, in time order.
 #[derive(Clone, Debug, PartialEq)]

@@ -1,8 +1,9 @@
 //! One target's scrape loop: a tokio task that waits for its stable offset
 //! within the interval (a hash of the target), then every interval fetches
 //! the target over HTTP (timeout, gzip, `Accept` negotiation, body size
-//! limit), parses and checks the body off the async runtime, and stores
-//! the whole scrape with one appender commit: the samples, the synthetic
+//! limit), parses and checks the body inline (a body is milliseconds of
+//! work), and stores the whole scrape with one appender commit, awaited
+//! without holding a thread (`commit_then`): the samples, the synthetic
 //! `up`/`scrape_*` series, and staleness markers for series that vanished.
 //! A failed scrape (HTTP error, timeout, bad body, a limit exceeded) stores
 //! nothing of the body: only `up 0`, the other synthetic series and stale
@@ -24,7 +25,7 @@ use crate::model::{LabelHasher, METRIC_NAME, MetricMetadata, Timestamp, stale_na
 use crate::scrape::ScrapeError;
 use crate::scrape::relabel::{LabelMap, relabel};
 use crate::scrape::target::ScrapeTarget;
-use crate::storage::{Appendable, Appender, SeriesRef};
+use crate::storage::{Appendable, Appender, CommitOutcome, SeriesRef, StorageError};
 
 /// What Prometheus 3 sends: OpenMetrics preferred, then the classic text
 /// format, then anything.
@@ -398,8 +399,6 @@ pub struct ScrapeCache {
     /// The store's `series_refs_generation` the kept refs were taken
     /// under; when it moves (retention removed series) every ref is dropped.
     refs_generation: u64,
-    /// Scratch for building line keys.
-    key: Vec<u8>,
     /// Size of the last body, to size the next one's buffer at once.
     last_body_len: usize,
     /// Metadata lines of the last body, to size the next scrape's list.
@@ -476,35 +475,28 @@ fn line_was_tracked_in(line: &CachedLine, last_success_generation: u32) -> bool 
         && last_success_generation != 0
 }
 
-/// Separates a name from its value in a line key (0xFF never occurs in UTF-8).
-const KEY_NAME_END: u8 = 0xFF;
-/// Ends a label value in a line key (0xFE never occurs in UTF-8).
-const KEY_VALUE_END: u8 = 0xFE;
-
 /// Fixed seeds: the cache lives in memory only, but fixed seeds make a
 /// collision (which would need two distinct series of one target to agree
 /// on both independent 64-bit halves, odds about n²/2¹²⁹) reproducible.
 const LINE_KEY_SEED_LOW: u64 = 0x9e37_79b9_7f4a_7c15;
 const LINE_KEY_SEED_HIGH: u64 = 0xc2b2_ae3d_27d4_eb4f;
+/// Mixed into both seeds for OpenMetrics bodies: a series text is only
+/// known to the parser's shortcut within the format it was parsed in.
+const LINE_KEY_OPENMETRICS_TWEAK: u64 = 0x6f70_656e_6d65_7472;
 
-/// The cache key of a sample's series as written: its name and label pairs
-/// with separators that UTF-8 never contains (so distinct series have
-/// distinct texts), hashed twice with independent seeds. `scratch` keeps
-/// its allocation from line to line.
-fn line_key(scratch: &mut Vec<u8>, sample: &SampleBuf<'_>) -> LineKey {
+/// The cache key of a sample's series as written (the parser's
+/// `SampleBuf::series_text`, as Prometheus keys its scrape cache by the
+/// raw series bytes), hashed twice with independent seeds.
+fn line_key(series_text: &str, format: Format) -> LineKey {
     use std::hash::BuildHasher;
-    scratch.clear();
-    scratch.extend_from_slice(sample.metric_name().as_bytes());
-    for (name, value) in sample.labels() {
-        scratch.push(KEY_VALUE_END);
-        scratch.extend_from_slice(name.as_bytes());
-        scratch.push(KEY_NAME_END);
-        scratch.extend_from_slice(value.as_bytes());
-    }
-    let text: &[u8] = scratch;
+    let tweak = match format {
+        Format::OpenMetrics => LINE_KEY_OPENMETRICS_TWEAK,
+        Format::Prometheus => 0,
+    };
+    let text = series_text.as_bytes();
     LineKey {
-        low: foldhash::quality::FixedState::with_seed(LINE_KEY_SEED_LOW).hash_one(text),
-        high: foldhash::quality::FixedState::with_seed(LINE_KEY_SEED_HIGH).hash_one(text),
+        low: foldhash::quality::FixedState::with_seed(LINE_KEY_SEED_LOW ^ tweak).hash_one(text),
+        high: foldhash::quality::FixedState::with_seed(LINE_KEY_SEED_HIGH ^ tweak).hash_one(text),
     }
 }
 
@@ -638,7 +630,6 @@ fn append_scrape_body(
     // Sized like the last body's, so the vector is not regrown line by line.
     let mut metadata_lines: Vec<Metadata<'_>> = Vec::with_capacity(cache.last_metadata_lines);
     let last_success_generation = cache.last_success_generation;
-    let mut key = std::mem::take(&mut cache.key);
     let mut appended = AppendedScrape {
         scraped: 0,
         post_relabel: 0,
@@ -652,8 +643,21 @@ fn append_scrape_body(
         )
     };
     loop {
+        // Set by the parser's callback: the key of the series text it
+        // offered, when the cache can take the line without its labels.
+        let mut offered_key: Option<LineKey> = None;
+        let lines = &cache.lines;
         let entry = parser
-            .next_entry(&mut sample)
+            .next_entry_with_known_series(&mut sample, &mut |series_text| {
+                let key = line_key(series_text, format);
+                offered_key = Some(key);
+                // Lines the slow path must see again (no ref yet) are
+                // parsed in full; the shortcut only serves lines whose
+                // fate is settled: dropped, or appended by ref.
+                lines
+                    .get(&key)
+                    .is_some_and(|line| line.flags & LINE_DROPPED != 0 || line.reference != NO_REF)
+            })
             .map_err(|error| format!("parse error: {error}"))?;
         match entry {
             None => break,
@@ -671,7 +675,13 @@ fn append_scrape_body(
                     0
                 };
                 let value = sample.value();
-                let line_key = line_key(&mut key, &sample);
+                let labels_skipped = sample.labels_skipped();
+                let line_key = match offered_key {
+                    Some(offered) if labels_skipped => offered,
+                    // A full parse's series text can differ from the text
+                    // offered (which runs to the line's last `}`).
+                    _ => line_key(sample.series_text(), format),
+                };
                 // Whether the line was a tracked series of the last
                 // successful scrape, decided once per scrape (a line written
                 // twice keeps what its first sighting found).
@@ -708,9 +718,25 @@ fn append_scrape_body(
                             Err(error) => {
                                 tracing::debug!(%error, target = %target.scrape_url, "series ref refused, appending by labels");
                                 appended.post_relabel -= 1;
+                                if labels_skipped {
+                                    // No labels to append by: this sample is
+                                    // lost, and the line is parsed in full
+                                    // (slow path) from the next scrape on.
+                                    entry.reference = NO_REF;
+                                    entry.last_seen_generation = generation;
+                                    entry.flags = tracked_flag
+                                        | if seen_before { LINE_SEEN_BEFORE } else { 0 };
+                                    continue;
+                                }
                             }
                         }
                     }
+                }
+                if labels_skipped {
+                    // Not reached: the parser skips labels only for lines the
+                    // cache holds settled, and those were handled above.
+                    tracing::debug!(target = %target.scrape_url, "line without labels missing from the scrape cache");
+                    continue;
                 }
                 let Some(labels) = final_labels(&sample, target, config) else {
                     cache.lines.insert(
@@ -767,7 +793,6 @@ fn append_scrape_body(
             }
         }
     }
-    cache.key = key;
     cache.last_metadata_lines = metadata_lines.len();
     let fingerprint = metadata_fingerprint(&metadata_lines);
     if cache.metadata_fingerprint != Some(fingerprint) {
@@ -860,15 +885,30 @@ fn shared_commit_delay(interval: Duration) -> Duration {
     (interval / 10).min(MAX_SHARED_COMMIT_DELAY)
 }
 
-/// Stores one scrape (or its failure) in one commit. Blocking.
-fn store_scrape(
+/// A scrape handed to the store, waiting for its commit.
+struct QueuedScrape {
+    /// The commit's result, sent by the commit thread once durable.
+    committed: oneshot::Receiver<Result<CommitOutcome, StorageError>>,
+    /// The body's error, when the scrape failed (its commit still stores
+    /// `up 0` and the markers).
+    error: Option<String>,
+    vanished: Vec<(u64, SeriesRef)>,
+    changed_metadata: Option<(BTreeMap<String, MetricMetadata>, u64)>,
+    marker_time: Timestamp,
+}
+
+/// Parses and queues one scrape (or its failure) as one batch and hands it
+/// to the store without waiting for the commit; `finish_scrape` applies
+/// the outcome. Runs inline on the async worker: parsing a body is a few
+/// milliseconds, and the wait for the shared commit holds no thread.
+fn queue_scrape(
     fetched: Result<Fetched, String>,
     target: &ScrapeTarget,
     context: &LoopContext,
     cache: &mut ScrapeCache,
     scrape_time: Timestamp,
     duration_seconds: f64,
-) -> ScrapeReport {
+) -> QueuedScrape {
     let config = &context.config;
     if let Ok(fetched) = &fetched {
         cache.last_body_len = fetched.body.len();
@@ -936,7 +976,36 @@ fn store_scrape(
         );
     }
     cache.last_batch_samples = appender.len();
-    match appender.commit() {
+    let (commit_sender, committed) = oneshot::channel();
+    appender.commit_then(Box::new(move |result| {
+        // A loop stopped meanwhile no longer listens.
+        let _ = commit_sender.send(result);
+    }));
+    QueuedScrape {
+        committed,
+        error,
+        vanished,
+        changed_metadata,
+        marker_time,
+    }
+}
+
+/// Applies a queued scrape's commit result to the cache: what the loop
+/// remembers moves on only when the scrape was stored.
+fn finish_scrape(
+    queued: QueuedScrape,
+    committed: Result<CommitOutcome, StorageError>,
+    target: &ScrapeTarget,
+    cache: &mut ScrapeCache,
+) -> ScrapeReport {
+    let QueuedScrape {
+        error,
+        vanished,
+        changed_metadata,
+        marker_time,
+        ..
+    } = queued;
+    match committed {
         Ok(outcome) => {
             if outcome.rejected() > 0 {
                 tracing::debug!(target = %target.scrape_url, rejected = outcome.rejected(), "scraped samples rejected by the store");
@@ -967,6 +1036,31 @@ fn store_scrape(
             metadata: None,
         },
     }
+}
+
+/// Stores one scrape (or its failure) in one commit: queues it, waits for
+/// the commit without holding a thread, and applies the outcome.
+async fn store_scrape(
+    fetched: Result<Fetched, String>,
+    target: &ScrapeTarget,
+    context: &LoopContext,
+    cache: &mut ScrapeCache,
+    scrape_time: Timestamp,
+    duration_seconds: f64,
+) -> ScrapeReport {
+    let mut queued = queue_scrape(
+        fetched,
+        target,
+        context,
+        cache,
+        scrape_time,
+        duration_seconds,
+    );
+    // A dropped sender means the store shut down before answering.
+    let committed = (&mut queued.committed)
+        .await
+        .unwrap_or(Err(StorageError::Closed));
+    finish_scrape(queued, committed, target, cache)
 }
 
 /// Marks every series of the loop stale; the last act of a stopped loop.
@@ -1046,26 +1140,15 @@ async fn run_loop(
             }
         };
         let duration_seconds = started.elapsed().as_secs_f64();
-        let blocking_target = target.clone();
-        let blocking_context = context.clone();
-        let mut blocking_cache = std::mem::take(&mut cache);
-        let stored = tokio::task::spawn_blocking(move || {
-            let report = store_scrape(
-                fetched,
-                &blocking_target,
-                &blocking_context,
-                &mut blocking_cache,
-                scrape_time,
-                duration_seconds,
-            );
-            (report, blocking_cache)
-        })
+        let report = store_scrape(
+            fetched,
+            &target,
+            &context,
+            &mut cache,
+            scrape_time,
+            duration_seconds,
+        )
         .await;
-        let Ok((report, returned_cache)) = stored else {
-            tracing::error!(target = %target.scrape_url, "scrape worker failed");
-            return;
-        };
-        cache = returned_cache;
         let mut current = status.lock();
         current.scrape_count += 1;
         current.last_scrape_ms = Some(scrape_time);

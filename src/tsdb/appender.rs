@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::sync::mpsc::sync_channel;
 
 use crate::model::{Labels, MetricMetadata, Timestamp, hash_label_pairs};
-use crate::storage::{Appender, CommitOutcome, SeriesRef, StorageError};
+use crate::storage::{Appender, CommitCallback, CommitOutcome, SeriesRef, StorageError};
 use crate::tsdb::Tsdb;
-use crate::tsdb::commit::{Batch, BatchSample, Message, PENDING_SERIES_BIT};
+use crate::tsdb::commit::{Batch, BatchSample, CommitReply, Message, PENDING_SERIES_BIT};
 
 pub struct TsdbAppender<'a> {
     tsdb: &'a Tsdb,
@@ -184,11 +184,42 @@ impl Appender for TsdbAppender<'_> {
     }
 
     fn commit(self: Box<Self>) -> Result<CommitOutcome, StorageError> {
+        let (reply, answer) = sync_channel(1);
+        if let Some(done_early) = (*self).submit(CommitReply::Blocking(reply))? {
+            return Ok(done_early);
+        }
+        answer.recv().map_err(|_| StorageError::Closed)?
+    }
+
+    fn commit_then(self: Box<Self>, done: CommitCallback) {
+        // What is decided before the commit thread answers through `done`
+        // here; after the send, the commit thread calls it.
+        match self.check_before_send() {
+            Err(error) => done(Err(error)),
+            Ok(Some(outcome)) => done(Ok(outcome)),
+            Ok(None) => {
+                let tsdb = self.tsdb;
+                if let Err(error) =
+                    tsdb.send(Message::Commit(self.batch, CommitReply::Notify(done)))
+                {
+                    // The message (and `done` in it) was dropped with the
+                    // closed channel; the caller sees its receiver closed.
+                    tracing::debug!(%error, "commit thread gone before a batch was sent");
+                }
+            }
+        }
+    }
+}
+
+impl TsdbAppender<'_> {
+    /// What `commit` decides without the commit thread: a poisoned store,
+    /// an empty batch (`Some`: nothing to store), a reference never handed out.
+    fn check_before_send(&self) -> Result<Option<CommitOutcome>, StorageError> {
         if let Some(reason) = self.tsdb.shared.poison_reason() {
             return Err(StorageError::Poisoned(reason));
         }
         if self.batch.samples.is_empty() && self.batch.metadata.is_empty() {
-            return Ok(CommitOutcome::default());
+            return Ok(Some(CommitOutcome::default()));
         }
         if let Some(largest) = self.largest_appended_ref
             && largest >= self.tsdb.shared.head.read().next_slot()
@@ -197,9 +228,17 @@ impl Appender for TsdbAppender<'_> {
                 "series reference {largest} was not handed out by this store"
             )));
         }
-        let (reply, answer) = sync_channel(1);
+        Ok(None)
+    }
+
+    /// Checks, then hands the batch to the commit thread with `reply`;
+    /// `Some` when nothing needed sending.
+    fn submit(self, reply: CommitReply) -> Result<Option<CommitOutcome>, StorageError> {
+        if let Some(outcome) = self.check_before_send()? {
+            return Ok(Some(outcome));
+        }
         self.tsdb.send(Message::Commit(self.batch, reply))?;
-        answer.recv().map_err(|_| StorageError::Closed)?
+        Ok(None)
     }
 }
 

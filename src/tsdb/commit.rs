@@ -22,7 +22,7 @@ use redb::{Database, ReadableTable, WriteTransaction};
 
 use crate::chunk::{self, HeadChunk};
 use crate::model::{Labels, MetricMetadata, Sample, Timestamp};
-use crate::storage::{CommitOutcome, StorageError};
+use crate::storage::{CommitCallback, CommitOutcome, StorageError};
 use crate::tsdb::block::block_key;
 use crate::tsdb::compaction::{CompactionReport, compact_partition, plan_compaction};
 use crate::tsdb::encoding::{
@@ -68,7 +68,27 @@ pub struct Batch {
     pub commit_within: Duration,
 }
 
-pub type CommitReply = SyncSender<Result<CommitOutcome, StorageError>>;
+/// Where a batch's outcome goes once its group is durable (or failed).
+pub enum CommitReply {
+    /// A thread blocked in `Appender::commit`.
+    Blocking(SyncSender<Result<CommitOutcome, StorageError>>),
+    /// A caller that is told instead of waiting (`Appender::commit_then`): a
+    /// scrape task awaiting a oneshot holds no OS thread while the group
+    /// gathers and fsyncs. Dropped uncalled when the thread stops first.
+    Notify(CommitCallback),
+}
+
+impl CommitReply {
+    fn send(self, result: Result<CommitOutcome, StorageError>) {
+        match self {
+            // A waiter that went away has nothing left to learn.
+            CommitReply::Blocking(sender) => {
+                let _ = sender.send(result);
+            }
+            CommitReply::Notify(done) => done(result),
+        }
+    }
+}
 
 /// Everything the commit thread does; nothing else writes redb.
 pub enum Message {
@@ -481,7 +501,7 @@ impl CommitThread {
         metrics.batches.add(group.len() as u64);
         if let Some(reason) = self.shared.poison_reason() {
             for (_, reply) in group {
-                let _ = reply.send(Err(StorageError::Poisoned(reason.clone())));
+                reply.send(Err(StorageError::Poisoned(reason.clone())));
             }
             return;
         }
@@ -494,14 +514,14 @@ impl CommitThread {
         match result {
             Ok(outcomes) => {
                 for ((_, reply), outcome) in group.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
+                    reply.send(Ok(outcome));
                 }
             }
             Err(error) => {
                 self.poison(&error);
                 let message = error.to_string();
                 for (_, reply) in group {
-                    let _ = reply.send(Err(StorageError::Backend(message.clone())));
+                    reply.send(Err(StorageError::Backend(message.clone())));
                 }
             }
         }
