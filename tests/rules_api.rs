@@ -4,7 +4,6 @@
 //! and filters of `/api/v1/rules` and the rule metrics on `/metrics`.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -190,12 +189,7 @@ async fn alert_fires_and_rules_api_answers_in_prometheus_shape() {
         "groups:\n  - name: extra\n    rules:\n      - record: extra:probe:sum\n        expr: sum(probe_value)\n",
     )
     .unwrap();
-    let hangup = Command::new("kill")
-        .arg("-HUP")
-        .arg(server.child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(hangup.success());
+    server.signal("HUP");
     let reloaded = server
         .wait_json(&client, "/api/v1/rules", |body| {
             body["data"]["groups"]
@@ -248,12 +242,6 @@ async fn alert_fires_and_rules_api_answers_in_prometheus_shape() {
     let (_, after_refused) = get_json(&client, &format!("{base}/api/v1/rules")).await;
     assert_eq!(after_refused["data"]["groups"].as_array().unwrap().len(), 2);
 
-    let killed = Command::new("kill")
-        .arg("-TERM")
-        .arg(server.child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = server.child.wait().unwrap();
+    let status = server.terminate();
     assert_eq!(status.code(), Some(0));
 }

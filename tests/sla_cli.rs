@@ -115,13 +115,7 @@ async fn sla_report_reads_the_incidents_a_server_left() {
     );
 
     // A clean stop (SIGTERM), as an operator would before reading the store.
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(guardia.child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = guardia.child.wait().unwrap();
+    let exit = guardia.terminate();
     assert!(exit.success(), "{exit}");
 
     let output = run(&arguments(&["--format=csv"]));

@@ -96,14 +96,19 @@ impl Guardia {
         }
     }
 
-    /// Sends SIGTERM and waits for the exit.
-    pub fn terminate(&mut self) -> ExitStatus {
+    /// Sends the named signal (`"HUP"`, `"TERM"`).
+    pub fn signal(&self, name: &str) {
         let signalled = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{name}"))
             .arg(self.child.id().to_string())
             .status()
             .unwrap();
         assert!(signalled.success());
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.signal("TERM");
         self.child.wait().unwrap()
     }
 
