@@ -669,8 +669,8 @@ fn for_each_rate_series(
             sink(&one.labels, &computed.values, &computed.present);
         }
     };
-    let use_two_threads = series.len() >= PARALLEL_RATE_MIN_SERIES
-        && std::thread::available_parallelism().is_ok_and(|cores| cores.get() > 1);
+    let use_two_threads =
+        series.len() >= PARALLEL_RATE_MIN_SERIES && rayon::current_num_threads() > 1;
     if use_two_threads {
         let mut first_scratch = RateScratch::default();
         let mut second_scratch = RateScratch::default();

@@ -20,6 +20,7 @@
 
 use std::collections::BTreeSet;
 
+use rayon::slice::ParallelSliceMut;
 use redb::{ReadTransaction, ReadableDatabase, ReadableTableMetadata};
 
 use crate::chunk;
@@ -147,20 +148,21 @@ impl<'a> TsdbQuerier<'a> {
                 .begin_read()
                 .context("beginning a read transaction")?;
             let slots = self.matching_slots(&head, mint, maxt, matchers);
-            let selected = if slots.len() >= PARALLEL_SELECT_MIN_SERIES && two_cores() {
-                // Two threads under one read lock: halves the time the
-                // commit thread may wait for it.
-                let (first_slots, second_slots) = slots.split_at(slots.len() / 2);
-                let head: &Head = &head;
-                let (mut first, second) = rayon::join(
-                    || self.copy_from_head(head, first_slots, mint, maxt, latest_only),
-                    || self.copy_from_head(head, second_slots, mint, maxt, latest_only),
-                );
-                first.extend(second);
-                first
-            } else {
-                self.copy_from_head(&head, &slots, mint, maxt, latest_only)
-            };
+            let selected =
+                if slots.len() >= PARALLEL_SELECT_MIN_SERIES && rayon::current_num_threads() > 1 {
+                    // Two threads under one read lock: halves the time the
+                    // commit thread may wait for it.
+                    let (first_slots, second_slots) = slots.split_at(slots.len() / 2);
+                    let head: &Head = &head;
+                    let (mut first, second) = rayon::join(
+                        || self.copy_from_head(head, first_slots, mint, maxt, latest_only),
+                        || self.copy_from_head(head, second_slots, mint, maxt, latest_only),
+                    );
+                    first.extend(second);
+                    first
+                } else {
+                    self.copy_from_head(&head, &slots, mint, maxt, latest_only)
+                };
             let partitions: Vec<(Timestamp, PartitionSummary)> = head
                 .partitions
                 .range(partition_of(mint)..=partition_of(maxt))
@@ -273,23 +275,24 @@ impl<'a> TsdbQuerier<'a> {
                 latest_only,
             )
         };
-        let mut result = if selected.len() >= PARALLEL_SELECT_MIN_SERIES && two_cores() {
-            let middle = selected.len() / 2;
-            let jobs_middle = stored_chunks
-                .jobs
-                .partition_point(|job| (job.index as usize) < middle);
-            let (first_jobs, second_jobs) = stored_chunks.jobs.split_at(jobs_middle);
-            let (first_entries, second_entries) = selected.split_at_mut(middle);
-            let (first, second) = rayon::join(
-                || finish(first_entries, 0, first_jobs),
-                || finish(second_entries, middle, second_jobs),
-            );
-            let mut first = first?;
-            first.extend(second?);
-            first
-        } else {
-            finish(&mut selected, 0, &stored_chunks.jobs)?
-        };
+        let mut result =
+            if selected.len() >= PARALLEL_SELECT_MIN_SERIES && rayon::current_num_threads() > 1 {
+                let middle = selected.len() / 2;
+                let jobs_middle = stored_chunks
+                    .jobs
+                    .partition_point(|job| (job.index as usize) < middle);
+                let (first_jobs, second_jobs) = stored_chunks.jobs.split_at(jobs_middle);
+                let (first_entries, second_entries) = selected.split_at_mut(middle);
+                let (first, second) = rayon::join(
+                    || finish(first_entries, 0, first_jobs),
+                    || finish(second_entries, middle, second_jobs),
+                );
+                let mut first = first?;
+                first.extend(second?);
+                first
+            } else {
+                finish(&mut selected, 0, &stored_chunks.jobs)?
+            };
         sort_series_by_labels(&mut result);
         Ok(result)
     }
@@ -350,14 +353,6 @@ impl<'a> TsdbQuerier<'a> {
         }
         selected
     }
-}
-
-/// Whether a second core is there to share a selection's work. Asked once:
-/// the answer can take reading cgroup files.
-fn two_cores() -> bool {
-    static TWO_CORES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *TWO_CORES
-        .get_or_init(|| std::thread::available_parallelism().is_ok_and(|cores| cores.get() > 1))
 }
 
 /// Below this many selected series, decoding runs on the calling thread
@@ -503,37 +498,14 @@ fn finish_series(
 const PARALLEL_SORT_MIN_SERIES: usize = 2048;
 
 /// Sorts by label set. Label sets of distinct series differ, so the order is
-/// total and an unstable sort is exact; above a size threshold each half is
-/// sorted on its own thread and the halves merged, which yields the same
-/// order as one sort (comparing label sets is most of a wide selection's
+/// total and an unstable sort is exact; above a size threshold the sort runs
+/// on the worker pool (comparing label sets is most of a wide selection's
 /// cost once the samples are read).
-fn sort_series_by_labels(series: &mut Vec<Series>) {
-    if series.len() < PARALLEL_SORT_MIN_SERIES || !two_cores() {
+fn sort_series_by_labels(series: &mut [Series]) {
+    if series.len() < PARALLEL_SORT_MIN_SERIES {
         series.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
-        return;
-    }
-    let mut second = series.split_off(series.len() / 2);
-    let mut first = std::mem::take(series);
-    rayon::join(
-        || first.sort_unstable_by(|a, b| a.labels.cmp(&b.labels)),
-        || second.sort_unstable_by(|a, b| a.labels.cmp(&b.labels)),
-    );
-    series.reserve(first.len() + second.len());
-    let mut first = first.into_iter().peekable();
-    let mut second = second.into_iter().peekable();
-    loop {
-        let take_first = match (first.peek(), second.peek()) {
-            (Some(a), Some(b)) => a.labels < b.labels,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (None, None) => break,
-        };
-        let next = if take_first {
-            first.next()
-        } else {
-            second.next()
-        };
-        series.extend(next);
+    } else {
+        series.par_sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
     }
 }
 
