@@ -257,10 +257,7 @@ pub fn decode_into(bytes: &[u8], out: &mut Vec<Sample>) -> Result<(), ChunkError
             out.reserve(iter.remaining() as usize);
             drain_into(|| iter.next_sample(), out).and_then(|()| iter.check_end())
         }
-        Stream::Packed(mut iter) => {
-            out.reserve(iter.remaining());
-            drain_into(|| iter.next_sample(), out).and_then(|()| iter.check_end())
-        }
+        Stream::Packed(mut iter) => iter.drain_into(out).and_then(|()| iter.check_end()),
     };
     if result.is_err() {
         out.truncate(length_before);

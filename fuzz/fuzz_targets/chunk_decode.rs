@@ -9,8 +9,15 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|bytes: &[u8]| {
     let decoded = decode(bytes);
     if let Ok(iter) = ChunkIter::new(bytes) {
+        // The bulk decoder and the sample-by-sample iterator must agree.
         let streamed: Result<Vec<_>, _> = iter.collect();
         assert_eq!(streamed.is_ok(), decoded.is_ok());
+        if let (Ok(streamed), Ok(decoded)) = (&streamed, &decoded) {
+            assert_eq!(streamed.len(), decoded.len());
+            for (one, other) in streamed.iter().zip(decoded) {
+                assert!(one.bit_eq(other), "{one:?} streamed, {other:?} decoded");
+            }
+        }
     }
     let Ok(samples) = decoded else {
         return;

@@ -859,6 +859,169 @@ impl<'a> PackedIter<'a> {
     }
 }
 
+/// How a sequence's coded item becomes its next value: one type per model,
+/// so that the decoding loop of [`PackedIter::drain_into`] is compiled once
+/// per pair of models with no branch on the model per sample.
+trait SequenceModel {
+    fn advance(sequence: &mut SequenceReader, item: u64, index: usize) -> u64;
+}
+
+struct ModelValues;
+struct ModelDeltas;
+struct ModelDeltasOfDeltas;
+struct ModelLinear;
+
+impl SequenceModel for ModelValues {
+    #[inline(always)]
+    fn advance(sequence: &mut SequenceReader, item: u64, _index: usize) -> u64 {
+        sequence.value = item;
+        item
+    }
+}
+
+impl SequenceModel for ModelDeltas {
+    #[inline(always)]
+    fn advance(sequence: &mut SequenceReader, item: u64, _index: usize) -> u64 {
+        sequence.value = sequence.value.wrapping_add(item);
+        sequence.value
+    }
+}
+
+impl SequenceModel for ModelDeltasOfDeltas {
+    #[inline(always)]
+    fn advance(sequence: &mut SequenceReader, item: u64, _index: usize) -> u64 {
+        sequence.difference = sequence.difference.wrapping_add(item);
+        sequence.value = sequence.value.wrapping_add(sequence.difference);
+        sequence.value
+    }
+}
+
+impl SequenceModel for ModelLinear {
+    #[inline(always)]
+    fn advance(sequence: &mut SequenceReader, item: u64, index: usize) -> u64 {
+        sequence.value = sequence
+            .first
+            .wrapping_add(sequence.step.wrapping_mul(index as u64))
+            .wrapping_add(item);
+        sequence.value
+    }
+}
+
+/// Binds the type alias `$model` to the [`SequenceModel`] of `$order`.
+macro_rules! with_model {
+    ($order:expr, $model:ident => $body:expr) => {
+        match $order {
+            ORDER_VALUES => {
+                type $model = ModelValues;
+                $body
+            }
+            ORDER_DELTAS => {
+                type $model = ModelDeltas;
+                $body
+            }
+            ORDER_DELTAS_OF_DELTAS => {
+                type $model = ModelDeltasOfDeltas;
+                $body
+            }
+            _ => {
+                type $model = ModelLinear;
+                $body
+            }
+        }
+    };
+}
+
+impl SequenceReader {
+    /// The next value past the header's samples, for a model known at
+    /// compile time. Reads past the end yield zeros and set the reader's
+    /// overrun flag, which the caller checks once at the end.
+    #[inline(always)]
+    fn next_coded<M: SequenceModel>(&mut self, reader: &mut BitReader<'_>, index: usize) -> u64 {
+        let mut quotient = reader.read(self.width);
+        if self.width > 0 && quotient == self.escape {
+            quotient = quotient.wrapping_add(read_var(reader));
+        }
+        let item = self.min.wrapping_add(quotient.wrapping_mul(self.factor));
+        M::advance(self, item, index)
+    }
+}
+
+impl PackedIter<'_> {
+    /// Appends every remaining sample to `out`: the same samples as calling
+    /// [`PackedIter::next_sample`] until the end, several times faster. The
+    /// few samples a sequence header holds go through `next_sample`; the
+    /// rest through a loop specialised for the chunk's models. On error the
+    /// samples appended so far are left in `out` (the caller truncates).
+    pub(crate) fn drain_into(&mut self, out: &mut Vec<Sample>) -> Result<(), ChunkError> {
+        let header_samples = head_count(self.timestamps.order).max(match &self.values {
+            ValueReader::Decimal { sequence, .. } | ValueReader::Bits { sequence } => {
+                head_count(sequence.order)
+            }
+            ValueReader::Xor { .. } => 1,
+        });
+        out.reserve(self.remaining());
+        while self.index < self.count.min(header_samples) {
+            match self.next_sample() {
+                Some(decoded) => out.push(decoded?),
+                None => return Ok(()),
+            }
+        }
+        let start = self.index;
+        let count = self.count;
+        self.index = count;
+        let reader = &mut self.reader;
+        let timestamps = &mut self.timestamps;
+        let result = match &mut self.values {
+            ValueReader::Decimal { exponent, sequence } => {
+                let exponent = *exponent;
+                with_model!(timestamps.order, T => with_model!(sequence.order, V => {
+                    for index in start..count {
+                        let t = timestamps.next_coded::<T>(reader, index) as i64;
+                        let mantissa = sequence.next_coded::<V>(reader, index) as i64;
+                        out.push(Sample { t, v: decimal_value(mantissa, exponent) });
+                    }
+                    Ok(())
+                }))
+            }
+            ValueReader::Bits { sequence } => {
+                with_model!(timestamps.order, T => with_model!(sequence.order, V => {
+                    for index in start..count {
+                        let t = timestamps.next_coded::<T>(reader, index) as i64;
+                        let bits = sequence.next_coded::<V>(reader, index);
+                        out.push(Sample { t, v: f64::from_bits(bits) });
+                    }
+                    Ok(())
+                }))
+            }
+            ValueReader::Xor {
+                last_value_bits,
+                window,
+            } => with_model!(timestamps.order, T => {
+                let mut value_bits = *last_value_bits;
+                let mut result = Ok(());
+                for index in start..count {
+                    let t = timestamps.next_coded::<T>(reader, index) as i64;
+                    match window.read(reader) {
+                        Ok(xor) => value_bits ^= xor,
+                        Err(error) => {
+                            result = Err(error);
+                            break;
+                        }
+                    }
+                    out.push(Sample { t, v: f64::from_bits(value_bits) });
+                }
+                *last_value_bits = value_bits;
+                result
+            }),
+        };
+        result?;
+        if reader.overrun() {
+            return Err(ChunkError::Corrupt("packed stream ends early"));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

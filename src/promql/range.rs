@@ -453,11 +453,61 @@ const PARALLEL_RATE_BLOCK_SERIES: usize = 2048;
 /// Receives a series' labels and its rate-family values and presence per step.
 type RateSink<'a> = dyn FnMut(&Labels, &[f64], &[bool]) + 'a;
 
-/// Per-thread scratch buffers of the per-series rate computation.
+/// Per-thread scratch buffers of the per-series rate computation. One
+/// scratch serves one rate-family call (one range, one function).
 #[derive(Default)]
 struct RateScratch {
     resets_before: Vec<u32>,
     live_buffer: Vec<Sample>,
+    shapes: ShapeCache,
+}
+
+/// Window shapes by layout: the offsets of a window's first and last sample
+/// from its edges and its sample count. A shape costs a chain of divisions,
+/// and the layout changes from step to step (scrapes land a few ms off the
+/// interval), but targets scraped alike repeat the same few layouts across
+/// series and steps. A shape depends on nothing else within one call, so a
+/// cached one is bit-identical to a computed one. Direct-mapped: a
+/// collision only costs a recomputation.
+struct ShapeCache {
+    slots: Vec<Option<(WindowLayout, WindowShape)>>,
+}
+
+/// (first sample − window start, window end − last sample, sample count).
+type WindowLayout = (i64, i64, usize);
+
+const SHAPE_CACHE_SLOTS: usize = 512;
+
+impl Default for ShapeCache {
+    fn default() -> ShapeCache {
+        ShapeCache {
+            slots: vec![None; SHAPE_CACHE_SLOTS],
+        }
+    }
+}
+
+impl ShapeCache {
+    #[inline]
+    fn get_or_compute(
+        &mut self,
+        layout: WindowLayout,
+        compute: impl FnOnce() -> WindowShape,
+    ) -> WindowShape {
+        let (to_start, to_end, count) = layout;
+        let mixed = (to_start as u64)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add((to_end as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F))
+            .wrapping_add(count as u64);
+        let slot = &mut self.slots[(mixed >> 55) as usize % SHAPE_CACHE_SLOTS];
+        match slot {
+            Some((cached_layout, shape)) if *cached_layout == layout => *shape,
+            _ => {
+                let shape = compute();
+                *slot = Some((layout, shape));
+                shape
+            }
+        }
+    }
 }
 
 /// One series' rate-family values at every step (the value's timestamp is
@@ -488,6 +538,7 @@ fn series_rate_points(
     let RateScratch {
         resets_before,
         live_buffer,
+        shapes,
     } = scratch;
     let live: &[Sample] = if one.samples.iter().any(|sample| is_stale_nan(sample.v)) {
         live_buffer.clear();
@@ -526,10 +577,6 @@ fn series_rate_points(
     present.clear();
     *any = false;
     *first_non_empty = None;
-    // The layout (offsets of the first and last sample from the window's
-    // edges, sample count) of the last window extrapolated, and its shape.
-    let mut cached_layout: Option<(i64, i64, usize)> = None;
-    let mut cached_shape: Option<WindowShape> = None;
     let (mut first, mut last) = (0usize, 0usize);
     for (step_index, ts) in times.iter().enumerate() {
         let window_end = ts - offset;
@@ -562,22 +609,16 @@ fn series_rate_points(
                     window_end - last_sample.t,
                     window.len(),
                 );
-                let shape = match cached_shape {
-                    Some(shape) if cached_layout == Some(layout) => shape,
-                    _ => {
-                        let shape = WindowShape::new(
-                            first_sample.t,
-                            last_sample.t,
-                            window.len(),
-                            window_end,
-                            range,
-                            is_rate,
-                        );
-                        cached_layout = Some(layout);
-                        cached_shape = Some(shape);
-                        shape
-                    }
-                };
+                let shape = shapes.get_or_compute(layout, || {
+                    WindowShape::new(
+                        first_sample.t,
+                        last_sample.t,
+                        window.len(),
+                        window_end,
+                        range,
+                        is_rate,
+                    )
+                });
                 Some(shape.extrapolate(increase, first_sample.v, range, is_counter, is_rate))
             }
         } else {
