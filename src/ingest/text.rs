@@ -274,6 +274,8 @@ pub enum ParseErrorReason {
     InvalidTimestamp { text: String },
     #[error("unexpected text after the timestamp: {text:?}")]
     TextAfterTimestamp { text: String },
+    #[error("unexpected text after the series: {text:?}")]
+    TextAfterSeries { text: String },
     #[error("exemplars (\" # {{...}}\") are allowed only in OpenMetrics")]
     ExemplarInPrometheusText,
     #[error("invalid exemplar: {detail}")]
@@ -811,43 +813,7 @@ impl<'a> TextParser<'a> {
         cursor: &mut Cursor<'a>,
         sample: &mut SampleBuf<'a>,
     ) -> Result<(), ParseErrorReason> {
-        sample.labels.clear();
-        sample.labels_skipped = false;
-        let series_start = cursor.position;
-        let mut metric_name: Option<Cow<'a, str>> = None;
-        match cursor.peek() {
-            Some(byte) if byte_has_class(byte, METRIC_NAME_START) => {
-                metric_name = Some(Cow::Borrowed(cursor.take_name(NameKind::Metric)));
-            }
-            Some(b'"') => metric_name = Some(cursor.parse_quoted_string()?),
-            Some(b'{') => {}
-            _ => {
-                return Err(ParseErrorReason::ExpectedMetricName {
-                    found: cursor.excerpt(),
-                });
-            }
-        }
-        let mut series_end = cursor.position;
-        cursor.skip_blanks();
-        if cursor.peek() == Some(b'{') {
-            cursor.position += 1;
-            cursor.parse_label_set(&mut metric_name, &mut sample.labels, LabelSetKind::Series)?;
-            if let Some(duplicate) =
-                find_duplicate_label(&sample.labels, &mut sample.duplicate_check_indices)
-            {
-                return Err(ParseErrorReason::DuplicateLabel {
-                    label_name: duplicate,
-                });
-            }
-            series_end = cursor.position;
-            cursor.skip_blanks();
-        }
-        sample.metric_name = match metric_name {
-            Some(name) if name.is_empty() => return Err(ParseErrorReason::EmptyMetricName),
-            Some(name) => name,
-            None => return Err(ParseErrorReason::MissingMetricName),
-        };
-        sample.series_text = cursor.text(series_start, series_end);
+        parse_series(cursor, sample)?;
         self.parse_value_and_timestamp(cursor, sample)
     }
 
@@ -1262,6 +1228,76 @@ impl<'a> Cursor<'a> {
             }
         }
     }
+}
+
+/// The series part of a sample line (metric name and label set), leaving
+/// the cursor on the blanks-skipped rest of the line. Shared by the line
+/// parse and `parse_series_text`.
+fn parse_series<'a>(
+    cursor: &mut Cursor<'a>,
+    sample: &mut SampleBuf<'a>,
+) -> Result<(), ParseErrorReason> {
+    sample.labels.clear();
+    sample.labels_skipped = false;
+    let series_start = cursor.position;
+    let mut metric_name: Option<Cow<'a, str>> = None;
+    match cursor.peek() {
+        Some(byte) if byte_has_class(byte, METRIC_NAME_START) => {
+            metric_name = Some(Cow::Borrowed(cursor.take_name(NameKind::Metric)));
+        }
+        Some(b'"') => metric_name = Some(cursor.parse_quoted_string()?),
+        Some(b'{') => {}
+        _ => {
+            return Err(ParseErrorReason::ExpectedMetricName {
+                found: cursor.excerpt(),
+            });
+        }
+    }
+    let mut series_end = cursor.position;
+    cursor.skip_blanks();
+    if cursor.peek() == Some(b'{') {
+        cursor.position += 1;
+        cursor.parse_label_set(&mut metric_name, &mut sample.labels, LabelSetKind::Series)?;
+        if let Some(duplicate) =
+            find_duplicate_label(&sample.labels, &mut sample.duplicate_check_indices)
+        {
+            return Err(ParseErrorReason::DuplicateLabel {
+                label_name: duplicate,
+            });
+        }
+        series_end = cursor.position;
+        cursor.skip_blanks();
+    }
+    sample.metric_name = match metric_name {
+        Some(name) if name.is_empty() => return Err(ParseErrorReason::EmptyMetricName),
+        Some(name) => name,
+        None => return Err(ParseErrorReason::MissingMetricName),
+    };
+    sample.series_text = cursor.text(series_start, series_end);
+    Ok(())
+}
+
+/// Parses a series text as [`SampleBuf::series_text`] gave it (the name
+/// and label set of a line, as written) into `sample`'s metric name and
+/// labels; value, timestamp and line number stay as they were. For a
+/// caller that skipped a line's labels (`next_entry_with_known_series`)
+/// and needs them after all. Errors (with the sample's line number) when
+/// the text is not exactly one series.
+pub fn parse_series_text<'a>(
+    series_text: &'a str,
+    sample: &mut SampleBuf<'a>,
+) -> Result<(), TextParseError> {
+    let mut cursor = Cursor::new(series_text, 0);
+    let mut parsed = parse_series(&mut cursor, sample);
+    if parsed.is_ok() && cursor.peek().is_some() {
+        parsed = Err(ParseErrorReason::TextAfterSeries {
+            text: cursor.excerpt(),
+        });
+    }
+    parsed.map_err(|reason| TextParseError {
+        line_number: sample.line_number.max(1),
+        reason,
+    })
 }
 
 /// The name of a label that occurs twice, if any.

@@ -20,7 +20,9 @@ use tokio::sync::oneshot;
 
 use crate::clock::Clock;
 use crate::config::file::{HttpClientConfig, ScrapeConfig};
-use crate::ingest::text::{Entry, Format, Metadata, MetadataKind, SampleBuf, TextParser};
+use crate::ingest::text::{
+    Entry, Format, Metadata, MetadataKind, SampleBuf, TextParser, parse_series_text,
+};
 use crate::model::{LabelHasher, METRIC_NAME, MetricMetadata, Timestamp, stale_nan};
 use crate::scrape::ScrapeError;
 use crate::scrape::relabel::{LabelMap, relabel};
@@ -675,7 +677,7 @@ fn append_scrape_body(
                     0
                 };
                 let value = sample.value();
-                let labels_skipped = sample.labels_skipped();
+                let mut labels_skipped = sample.labels_skipped();
                 let line_key = match offered_key {
                     Some(offered) if labels_skipped => offered,
                     // A full parse's series text can differ from the text
@@ -719,14 +721,13 @@ fn append_scrape_body(
                                 tracing::debug!(%error, target = %target.scrape_url, "series ref refused, appending by labels");
                                 appended.post_relabel -= 1;
                                 if labels_skipped {
-                                    // No labels to append by: this sample is
-                                    // lost, and the line is parsed in full
-                                    // (slow path) from the next scrape on.
-                                    entry.reference = NO_REF;
-                                    entry.last_seen_generation = generation;
-                                    entry.flags = tracked_flag
-                                        | if seen_before { LINE_SEEN_BEFORE } else { 0 };
-                                    continue;
+                                    // The parser skipped this line's labels;
+                                    // its series text is known, so parse
+                                    // them now rather than lose the sample.
+                                    let series_text = sample.series_text();
+                                    parse_series_text(series_text, &mut sample)
+                                        .map_err(|error| format!("parse error: {error}"))?;
+                                    labels_skipped = false;
                                 }
                             }
                         }
@@ -1221,6 +1222,88 @@ mod tests {
         merge_target_labels(&mut honored, &target, true);
         assert_eq!(honored.get("job").map(String::as_str), Some("inner"));
         assert_eq!(honored.get("instance").map(String::as_str), Some("a:1"));
+    }
+
+    fn scrape_config() -> ScrapeConfig {
+        let file = crate::config::file::parse_config(
+            "scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['x:1']\n",
+        )
+        .expect("config");
+        file.scrape_configs.into_iter().next().expect("one job")
+    }
+
+    /// The store's appender refuses a ref with the top bit set: its mark
+    /// for series that a batch creates, never handed out.
+    const REFUSED_REF: SeriesRef = (1 << 31) | 77;
+
+    /// Parses `body` into one appender of `tsdb` and commits it.
+    fn store_body(
+        tsdb: &crate::tsdb::Tsdb,
+        cache: &mut ScrapeCache,
+        target: &ScrapeTarget,
+        config: &ScrapeConfig,
+        body: &str,
+        scrape_time: Timestamp,
+    ) -> AppendedScrape {
+        cache.generation += 1;
+        let fetched = Fetched {
+            body: body.as_bytes().to_vec(),
+            content_type: "text/plain; version=0.0.4".to_string(),
+        };
+        let mut appender = crate::storage::Appendable::appender(tsdb);
+        let appended = append_scrape_body(
+            &fetched,
+            target,
+            config,
+            cache,
+            appender.as_mut(),
+            scrape_time,
+        )
+        .expect("body parses");
+        appender.commit().expect("commit");
+        cache.last_success_generation = cache.generation;
+        appended
+    }
+
+    #[test]
+    fn a_refused_ref_of_a_line_without_parsed_labels_still_stores_its_sample() {
+        use crate::storage::Queryable;
+        let directory = tempfile::tempdir().unwrap();
+        let tsdb = crate::tsdb::Tsdb::open(directory.path(), crate::tsdb::Options::default())
+            .expect("open store");
+        let target = target(&[("instance", "a:1"), ("job", "node")]);
+        let config = scrape_config();
+        let mut cache = ScrapeCache::default();
+        let body = |value: u32| format!("# TYPE m gauge\nm{{k=\"v\"}} {value}\nother 1\n");
+        // First scrape creates the series, the second learns their refs.
+        store_body(&tsdb, &mut cache, &target, &config, &body(1), 1_000);
+        store_body(&tsdb, &mut cache, &target, &config, &body(2), 2_000);
+        assert!(cache.lines.values().all(|line| line.reference != NO_REF));
+        // A ref the store refuses (never handed out by it), as a stale
+        // cache entry would hold: the line's labels are skipped by the
+        // parser, and its sample must still be stored, by labels.
+        for line in cache.lines.values_mut() {
+            line.reference = REFUSED_REF;
+        }
+        let appended = store_body(&tsdb, &mut cache, &target, &config, &body(3), 3_000);
+        assert_eq!(appended.post_relabel, 2);
+        let querier = tsdb.querier().expect("querier");
+        let stored = querier
+            .select(0, 10_000, &[crate::model::Matcher::equal("__name__", "m")])
+            .expect("select");
+        assert_eq!(stored.len(), 1);
+        let values: Vec<(Timestamp, f64)> =
+            stored[0].samples.iter().map(|sample| (sample.t, sample.v)).collect();
+        assert_eq!(values, vec![(1_000, 1.0), (2_000, 2.0), (3_000, 3.0)]);
+        assert_eq!(stored[0].labels.get("k"), Some("v"));
+        assert_eq!(stored[0].labels.get("instance"), Some("a:1"));
+        // The cache holds a valid ref again, taken by the label path.
+        assert!(
+            cache
+                .lines
+                .values()
+                .all(|line| line.reference != REFUSED_REF && line.reference != NO_REF)
+        );
     }
 
     #[test]
