@@ -405,6 +405,11 @@ pub struct ScrapeCache {
     last_body_len: usize,
     /// Samples the last scrape queued, to size the next batch at once.
     last_batch_samples: usize,
+    /// Lines of `lines` that the scrape under way has seen (marked with
+    /// its generation). When it equals `lines.len()` after a successful
+    /// body, no line vanished: the two walks over every line that find
+    /// vanished series and forget them are skipped (the steady state).
+    lines_seen_this_scrape: usize,
 }
 
 impl ScrapeCache {
@@ -415,6 +420,19 @@ impl ScrapeCache {
             line.reference = NO_REF;
         }
         self.synthetic = Default::default();
+    }
+
+    /// Caches `line` (marked seen by the scrape under way) under `key`.
+    fn insert_seen_line(&mut self, key: LineKey, line: CachedLine) {
+        let replaced = self.lines.insert(key, line);
+        if replaced.is_none_or(|old| old.last_seen_generation != line.last_seen_generation) {
+            self.lines_seen_this_scrape += 1;
+        }
+    }
+
+    /// Whether every cached line was seen by the scrape under way.
+    fn every_line_seen(&self) -> bool {
+        self.lines_seen_this_scrape == self.lines.len()
     }
 
     /// Number of exposition lines the loop remembers.
@@ -631,6 +649,7 @@ fn append_scrape_body(
     scrape_time: Timestamp,
 ) -> Result<AppendedScrape, String> {
     let generation = cache.generation;
+    cache.lines_seen_this_scrape = 0;
     let format = Format::from_content_type(&fetched.content_type);
     let mut parser = TextParser::from_bytes(&fetched.body, format)
         .map_err(|error| format!("parse error: {error}"))?;
@@ -701,6 +720,7 @@ fn append_scrape_body(
                 // One probe for the fast path: the entry is updated in place.
                 if let Some(entry) = cache.lines.get_mut(&line_key) {
                     let line = *entry;
+                    let first_sighting = usize::from(line.last_seen_generation != generation);
                     seen_before = if line.last_seen_generation == generation {
                         line.flags & LINE_SEEN_BEFORE != 0
                     } else {
@@ -708,6 +728,7 @@ fn append_scrape_body(
                     };
                     if line.flags & LINE_DROPPED != 0 {
                         entry.last_seen_generation = generation;
+                        cache.lines_seen_this_scrape += first_sighting;
                         continue;
                     }
                     if line.reference != NO_REF {
@@ -718,6 +739,7 @@ fn append_scrape_body(
                         match appender.append_ref(line.reference, timestamp, value) {
                             Ok(()) => {
                                 entry.last_seen_generation = generation;
+                                cache.lines_seen_this_scrape += first_sighting;
                                 entry.flags =
                                     tracked_flag | if seen_before { LINE_SEEN_BEFORE } else { 0 };
                                 if tracked_flag != 0 && !seen_before {
@@ -750,7 +772,7 @@ fn append_scrape_body(
                     continue;
                 }
                 let Some(labels) = final_labels(&sample, target, config) else {
-                    cache.lines.insert(
+                    cache.insert_seen_line(
                         line_key,
                         CachedLine {
                             label_hash: 0,
@@ -779,7 +801,7 @@ fn append_scrape_body(
                     }
                 };
                 let label_hash = pairs_hash(&pairs);
-                cache.lines.insert(
+                cache.insert_seen_line(
                     line_key,
                     CachedLine {
                         label_hash,
@@ -965,7 +987,11 @@ fn queue_scrape(
             (Some(error), 0, 0, 0, None)
         }
     };
-    let vanished = cache.vanished_series(error.is_some());
+    let vanished = if error.is_none() && cache.every_line_seen() {
+        Vec::new()
+    } else {
+        cache.vanished_series(error.is_some())
+    };
     append_markers(appender.as_mut(), cache, &vanished, marker_time);
     let up = if error.is_none() { 1.0 } else { 0.0 };
     let synthetic_values = [
@@ -1035,9 +1061,11 @@ fn finish_scrape(
                 cache.pending_labels.clear();
             } else {
                 cache.last_success_generation = generation;
-                cache
-                    .lines
-                    .retain(|_, line| line.last_seen_generation == generation);
+                if !cache.every_line_seen() {
+                    cache
+                        .lines
+                        .retain(|_, line| line.last_seen_generation == generation);
+                }
             }
             let metadata = changed_metadata.map(|(metadata, fingerprint)| {
                 cache.metadata_fingerprint = Some(fingerprint);
