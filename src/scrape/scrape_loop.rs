@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
@@ -195,6 +195,60 @@ pub fn build_client(
         .map_err(|error| ScrapeError::Client(error.to_string()))
 }
 
+/// Builds a scrape pool's client. It never decompresses on its own: the
+/// loop asks for gzip itself (when `enable_compression` is on) and inflates
+/// the body in one call with a reused decoder (`gunzip_body`), which costs
+/// less than reqwest's streaming decompression with a new decoder state per
+/// request.
+pub fn build_scrape_client(http: &HttpClientConfig) -> Result<reqwest::Client, ScrapeError> {
+    build_client(http, false)
+}
+
+/// A gzip decoder kept between bodies; its input is swapped per body.
+type PooledGzipDecoder = flate2::bufread::GzDecoder<std::io::Cursor<Vec<u8>>>;
+
+/// Decoders (each some 40 KB of inflate state and window) of finished
+/// bodies. Inflating never awaits, so no more are in use at once than
+/// there are runtime worker threads; the pool keeps a few.
+static GZIP_DECODERS: Mutex<Vec<PooledGzipDecoder>> = Mutex::new(Vec::new());
+const MAX_POOLED_GZIP_DECODERS: usize = 4;
+
+fn body_size_limit_error(limit: u64) -> String {
+    format!("body_size_limit exceeded: the response body is larger than {limit} bytes")
+}
+
+/// Inflates a gzip body (its first member, as a single-member reader
+/// does) into a buffer sized for `expected_len`; `limit` (0: none) bounds
+/// the inflated size, as Prometheus's `body_size_limit` does.
+fn gunzip_body(compressed: Vec<u8>, limit: u64, expected_len: usize) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let pooled = GZIP_DECODERS.lock().pop();
+    let mut decoder =
+        pooled.unwrap_or_else(|| flate2::bufread::GzDecoder::new(std::io::Cursor::new(Vec::new())));
+    decoder.reset(std::io::Cursor::new(compressed));
+    let mut body = Vec::with_capacity(expected_len + expected_len / 8);
+    let read = if limit > 0 {
+        (&mut decoder)
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut body)
+    } else {
+        decoder.read_to_end(&mut body)
+    };
+    // Back to the pool without the input (reset clears all stream state).
+    decoder.reset(std::io::Cursor::new(Vec::new()));
+    {
+        let mut pool = GZIP_DECODERS.lock();
+        if pool.len() < MAX_POOLED_GZIP_DECODERS {
+            pool.push(decoder);
+        }
+    }
+    match read {
+        Err(error) => Err(format!("invalid gzip body: {error}")),
+        Ok(_) if limit > 0 && body.len() as u64 > limit => Err(body_size_limit_error(limit)),
+        Ok(_) => Ok(body),
+    }
+}
+
 async fn read_secret(
     inline: &Option<String>,
     file: &Option<std::path::PathBuf>,
@@ -240,6 +294,10 @@ struct Fetched {
     content_type: String,
 }
 
+/// Most bytes a body buffer is given up front (a `Content-Length` is the
+/// server's word, not a size to trust with memory).
+const MAX_PRESIZED_BODY_BYTES: usize = 16 << 20;
+
 /// Fetches one body. `expected_len` (the last body's size) sizes the buffer
 /// so that it is not regrown and copied chunk after chunk.
 async fn fetch(
@@ -256,6 +314,11 @@ async fn fetch(
             format!("{}", target.timeout.as_secs_f64()),
         )
         .timeout(target.timeout);
+    let request = if context.config.enable_compression {
+        request.header(ACCEPT_ENCODING, "gzip")
+    } else {
+        request
+    };
     let request = authorize(request, &context.config.http_client)
         .await
         .map_err(|error| error.to_string())?;
@@ -285,16 +348,37 @@ async fn fetch(
             .and_then(|value| value.to_str().ok())
             .unwrap_or("")
             .to_string();
+        let gzipped = response
+            .headers()
+            .get(CONTENT_ENCODING)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|encoding| {
+                let encoding = encoding.trim();
+                encoding.eq_ignore_ascii_case("gzip") || encoding.eq_ignore_ascii_case("x-gzip")
+            });
         let limit = context.config.body_size_limit;
-        let mut body = Vec::with_capacity(expected_len + expected_len / 8);
+        // A gzip body arrives at a fraction of its inflated size; the
+        // limit applies to both (a compressed body over it cannot inflate
+        // to less, but for a few bytes of incompressible data).
+        let download_capacity = if gzipped {
+            response
+                .content_length()
+                .map_or(expected_len / 4, |length| length as usize)
+        } else {
+            expected_len + expected_len / 8
+        };
+        let mut downloaded = Vec::with_capacity(download_capacity.min(MAX_PRESIZED_BODY_BYTES));
         while let Some(chunk) = response.chunk().await.map_err(describe)? {
-            if limit > 0 && (body.len() + chunk.len()) as u64 > limit {
-                return Err(format!(
-                    "body_size_limit exceeded: the response body is larger than {limit} bytes"
-                ));
+            if limit > 0 && (downloaded.len() + chunk.len()) as u64 > limit {
+                return Err(body_size_limit_error(limit));
             }
-            body.extend_from_slice(&chunk);
+            downloaded.extend_from_slice(&chunk);
         }
+        let body = if gzipped {
+            gunzip_body(downloaded, limit, expected_len)?
+        } else {
+            downloaded
+        };
         Ok(Fetched { body, content_type })
     };
     match tokio::time::timeout(target.timeout, work).await {
