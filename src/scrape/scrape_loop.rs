@@ -1473,6 +1473,39 @@ mod tests {
     }
 
     #[test]
+    fn gzip_bodies_inflate_with_pooled_decoders_and_obey_the_limit() {
+        use std::io::Write;
+        let gzip = |text: &[u8]| {
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            encoder.write_all(text).unwrap();
+            encoder.finish().unwrap()
+        };
+        let first = b"# TYPE up gauge\nup 1\n".repeat(50);
+        let second = b"other 2\n".to_vec();
+        // Twice each, so that a decoder taken back from the pool is reused.
+        for _ in 0..2 {
+            assert_eq!(gunzip_body(gzip(&first), 0, 10), Ok(first.clone()));
+            assert_eq!(gunzip_body(gzip(&second), 0, 0), Ok(second.clone()));
+        }
+        let limit = first.len() as u64;
+        assert_eq!(gunzip_body(gzip(&first), limit, 0), Ok(first.clone()));
+        assert_eq!(
+            gunzip_body(gzip(&first), limit - 1, 0),
+            Err(body_size_limit_error(limit - 1))
+        );
+        let mut corrupt = gzip(&first);
+        let middle = corrupt.len() / 2;
+        corrupt[middle] ^= 0xff;
+        assert!(gunzip_body(corrupt, 0, 0).is_err());
+        assert!(gunzip_body(b"not gzip at all".to_vec(), 0, 0).is_err());
+        let truncated = gzip(&first)[..20].to_vec();
+        assert!(gunzip_body(truncated, 0, 0).is_err());
+        // A failed body leaves no state behind in the pooled decoders.
+        assert_eq!(gunzip_body(gzip(&second), 0, 0), Ok(second));
+    }
+
+    #[test]
     fn scrape_times_snap_to_the_schedule_within_the_tolerance() {
         let mut grid = None;
         let interval = 5_000;
