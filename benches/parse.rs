@@ -11,7 +11,9 @@
 //! and the comment lines of the same text separately (elements are lines
 //! there), to show where the time goes, and parses the text as a scrape
 //! loop does once its cache knows every series
-//! (`next_entry_with_known_series`: labels skipped, one hash per line).
+//! (`next_entry_with_known_series`: labels skipped, one hash per line),
+//! with and without `fingerprint_comment_lines` (HELP/TYPE lines hashed
+//! instead of parsed, as the scrape loop reads them).
 //!
 //! Run: `cargo bench --bench parse -- --warm-up-time 1 --measurement-time 3`
 
@@ -120,34 +122,48 @@ fn bench_parse_cpu_time(criterion: &mut Criterion) {
     let (text, samples) = replicate(NODE_EXPORTER_PROM, Format::Prometheus);
     let known_series = known_series_hashes(&text, Format::Prometheus);
     group.throughput(Throughput::Elements(samples as u64));
-    group.bench_function("node_exporter_text_known_series", |bencher| {
-        bencher.iter_custom(|iterations| {
-            let mut sample = SampleBuf::new();
-            let wall_start = Instant::now();
-            let cpu_start = thread_cpu_nanoseconds().unwrap_or(0);
-            for _ in 0..iterations {
-                let mut parser = TextParser::new(black_box(&text), Format::Prometheus);
-                let mut skipped = 0usize;
-                while let Some(entry) = parser
-                    .next_entry_with_known_series(&mut sample, &mut |series_text| {
-                        known_series.contains(&series_text_hash(series_text))
-                    })
-                    .expect("capture parses")
-                {
-                    if entry == Entry::Sample && sample.labels_skipped() {
-                        skipped += 1;
+    // `_fingerprinted_comments`: as the scrape loop parses, also passing
+    // over HELP/TYPE lines with one hash each instead of parsing them.
+    for (name, fingerprint_comments) in [
+        ("node_exporter_text_known_series", false),
+        (
+            "node_exporter_text_known_series_fingerprinted_comments",
+            true,
+        ),
+    ] {
+        group.bench_function(name, |bencher| {
+            bencher.iter_custom(|iterations| {
+                let mut sample = SampleBuf::new();
+                let wall_start = Instant::now();
+                let cpu_start = thread_cpu_nanoseconds().unwrap_or(0);
+                for _ in 0..iterations {
+                    let mut parser = TextParser::new(black_box(&text), Format::Prometheus);
+                    if fingerprint_comments {
+                        parser.fingerprint_comment_lines();
                     }
+                    let mut skipped = 0usize;
+                    while let Some(entry) = parser
+                        .next_entry_with_known_series(&mut sample, &mut |series_text| {
+                            known_series.contains(&series_text_hash(series_text))
+                        })
+                        .expect("capture parses")
+                    {
+                        if entry == Entry::Sample && sample.labels_skipped() {
+                            skipped += 1;
+                        }
+                    }
+                    assert_eq!(skipped, samples);
+                    black_box(parser.comment_fingerprint());
                 }
-                assert_eq!(skipped, samples);
-            }
-            let cpu_end = thread_cpu_nanoseconds().unwrap_or(0);
-            if cpu_end > cpu_start {
-                Duration::from_nanos(cpu_end - cpu_start)
-            } else {
-                wall_start.elapsed()
-            }
-        })
-    });
+                let cpu_end = thread_cpu_nanoseconds().unwrap_or(0);
+                if cpu_end > cpu_start {
+                    Duration::from_nanos(cpu_end - cpu_start)
+                } else {
+                    wall_start.elapsed()
+                }
+            })
+        });
+    }
     // The same text split into its sample lines and its comment lines.
     let (text, _) = replicate(NODE_EXPORTER_PROM, Format::Prometheus);
     for (name, keep_comments) in [

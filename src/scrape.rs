@@ -122,7 +122,7 @@ impl ScrapeManager {
     pub fn apply_config(&self, config: &ConfigFile) -> Result<(), ScrapeError> {
         let mut new_clients = HashMap::new();
         for job in &config.scrape_configs {
-            let client = scrape_loop::build_client(&job.http_client, job.enable_compression)
+            let client = scrape_loop::build_scrape_client(&job.http_client)
                 .map_err(|error| ScrapeError::Client(format!("job {:?}: {error}", job.job_name)))?;
             new_clients.insert(job.job_name.clone(), client);
         }

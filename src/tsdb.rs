@@ -205,6 +205,8 @@ pub(crate) struct Shared {
     metadata: RwLock<std::collections::BTreeMap<String, MetricMetadata>>,
     retention: config::Retention,
     database_path: PathBuf,
+    /// Sample vectors of committed batches, reused by appenders.
+    sample_buffers: commit::SampleBufferPool,
 }
 
 impl Shared {

@@ -274,6 +274,8 @@ pub enum ParseErrorReason {
     InvalidTimestamp { text: String },
     #[error("unexpected text after the timestamp: {text:?}")]
     TextAfterTimestamp { text: String },
+    #[error("unexpected text after the series: {text:?}")]
+    TextAfterSeries { text: String },
     #[error("exemplars (\" # {{...}}\") are allowed only in OpenMetrics")]
     ExemplarInPrometheusText,
     #[error("invalid exemplar: {detail}")]
@@ -526,7 +528,16 @@ pub struct TextParser<'a> {
     finished: bool,
     /// Scratch for exemplar label sets, which are checked and dropped.
     exemplar_labels: Vec<LabelPair<'a>>,
+    /// Set by `fingerprint_comment_lines`: comment lines are hashed, not parsed.
+    fingerprint_comments: bool,
+    /// Chained hash of the comment lines passed so far in that mode.
+    comment_fingerprint: u64,
 }
+
+/// Start of `TextParser::comment_fingerprint`, one per format: a text's
+/// comment lines mean what they mean only within the format they were read in.
+const COMMENT_FINGERPRINT_SEED_PROMETHEUS: u64 = 0x0067_7561_7264_6961;
+const COMMENT_FINGERPRINT_SEED_OPENMETRICS: u64 = 0x6f70_656e_6d65_7472;
 
 impl<'a> TextParser<'a> {
     pub fn new(input: &'a str, format: Format) -> TextParser<'a> {
@@ -537,7 +548,97 @@ impl<'a> TextParser<'a> {
             line_number: 0,
             finished: false,
             exemplar_labels: Vec::new(),
+            fingerprint_comments: false,
+            comment_fingerprint: match format {
+                Format::Prometheus => COMMENT_FINGERPRINT_SEED_PROMETHEUS,
+                Format::OpenMetrics => COMMENT_FINGERPRINT_SEED_OPENMETRICS,
+            },
         }
+    }
+
+    /// From now on comment lines (`# HELP`, `# TYPE`, `# UNIT` and free
+    /// comments) are not parsed: each is found with memchr, folded into
+    /// [`TextParser::comment_fingerprint`] and passed over, so no
+    /// [`Entry::Metadata`] is returned (OpenMetrics `# EOF` still ends the
+    /// input). For a caller that has seen the same metadata before, as a
+    /// scrape loop has on nearly every scrape: when the fingerprint equals
+    /// the one of a text whose metadata it read in full, the comment lines
+    /// are the same (up to a 64-bit hash collision), so they parse the same.
+    /// When it differs, [`TextParser::rewound`] and
+    /// [`TextParser::next_metadata`] read them (and their errors, which
+    /// this mode does not see).
+    pub fn fingerprint_comment_lines(&mut self) {
+        self.fingerprint_comments = true;
+    }
+
+    /// A hash of the bytes of every comment line passed so far while
+    /// `fingerprint_comment_lines` was on (each line from its `#` to its
+    /// end, in order), and of the format.
+    pub fn comment_fingerprint(&self) -> u64 {
+        self.comment_fingerprint
+    }
+
+    /// A new parser over the same input and format, at its start.
+    pub fn rewound(&self) -> TextParser<'a> {
+        TextParser::new(self.input, self.format)
+    }
+
+    /// The next `# HELP`, `# TYPE` or `# UNIT` line, passing over every
+    /// other line unchecked; `Ok(None)` at the end (or OpenMetrics `# EOF`,
+    /// which is not checked for what follows it) and after an error. The
+    /// metadata half of a parse whose samples were read with
+    /// `fingerprint_comment_lines` on: together they find every error the
+    /// full parse finds.
+    pub fn next_metadata(&mut self) -> Result<Option<Metadata<'a>>, TextParseError> {
+        while !self.finished && self.position < self.input.len() {
+            self.line_number += 1;
+            let mut cursor = Cursor::new(self.input, self.position);
+            cursor.skip_blanks();
+            let parsed = if cursor.peek() == Some(b'#') {
+                Some(self.parse_comment_line(&mut cursor))
+            } else {
+                None
+            };
+            self.position = cursor.next_line_start();
+            match parsed {
+                None | Some(Ok(CommentLine::Comment)) => {}
+                Some(Ok(CommentLine::Metadata(metadata))) => return Ok(Some(metadata)),
+                Some(Ok(CommentLine::OpenMetricsEof)) => self.finished = true,
+                Some(Err(reason)) => {
+                    self.finished = true;
+                    return Err(TextParseError {
+                        line_number: self.line_number,
+                        reason,
+                    });
+                }
+            }
+        }
+        self.finished = true;
+        Ok(None)
+    }
+
+    /// In `fingerprint_comment_lines` mode: folds the comment line at
+    /// `cursor` (on its `#`) into the fingerprint and moves the cursor to
+    /// the line's end. False, cursor unmoved, for an OpenMetrics line that
+    /// may be `# EOF`, which the caller parses in full.
+    #[inline]
+    fn fingerprint_comment_line(&mut self, cursor: &mut Cursor<'a>) -> bool {
+        use std::hash::BuildHasher;
+        let line_end = cursor.line_end();
+        let line = cursor.bytes.get(cursor.position..line_end).unwrap_or(&[]);
+        if self.format == Format::OpenMetrics && line.trim_ascii_end().ends_with(b"EOF") {
+            let mut probe = Cursor::new(self.input, cursor.position);
+            if matches!(
+                self.parse_comment_line(&mut probe),
+                Ok(CommentLine::OpenMetricsEof)
+            ) {
+                return false;
+            }
+        }
+        self.comment_fingerprint =
+            foldhash::fast::FixedState::with_seed(self.comment_fingerprint).hash_one(line);
+        cursor.position = line_end;
+        true
     }
 
     /// Checks that `input` is UTF-8 (one fast pass) and starts a parser.
@@ -643,6 +744,11 @@ impl<'a> TextParser<'a> {
             cursor.skip_blanks();
             let entry = match cursor.peek() {
                 None => None,
+                Some(b'#')
+                    if self.fingerprint_comments && self.fingerprint_comment_line(&mut cursor) =>
+                {
+                    None
+                }
                 Some(b'#') => match self
                     .parse_comment_line(&mut cursor)
                     .map_err(at_line_set_later)?
@@ -811,43 +917,7 @@ impl<'a> TextParser<'a> {
         cursor: &mut Cursor<'a>,
         sample: &mut SampleBuf<'a>,
     ) -> Result<(), ParseErrorReason> {
-        sample.labels.clear();
-        sample.labels_skipped = false;
-        let series_start = cursor.position;
-        let mut metric_name: Option<Cow<'a, str>> = None;
-        match cursor.peek() {
-            Some(byte) if byte_has_class(byte, METRIC_NAME_START) => {
-                metric_name = Some(Cow::Borrowed(cursor.take_name(NameKind::Metric)));
-            }
-            Some(b'"') => metric_name = Some(cursor.parse_quoted_string()?),
-            Some(b'{') => {}
-            _ => {
-                return Err(ParseErrorReason::ExpectedMetricName {
-                    found: cursor.excerpt(),
-                });
-            }
-        }
-        let mut series_end = cursor.position;
-        cursor.skip_blanks();
-        if cursor.peek() == Some(b'{') {
-            cursor.position += 1;
-            cursor.parse_label_set(&mut metric_name, &mut sample.labels, LabelSetKind::Series)?;
-            if let Some(duplicate) =
-                find_duplicate_label(&sample.labels, &mut sample.duplicate_check_indices)
-            {
-                return Err(ParseErrorReason::DuplicateLabel {
-                    label_name: duplicate,
-                });
-            }
-            series_end = cursor.position;
-            cursor.skip_blanks();
-        }
-        sample.metric_name = match metric_name {
-            Some(name) if name.is_empty() => return Err(ParseErrorReason::EmptyMetricName),
-            Some(name) => name,
-            None => return Err(ParseErrorReason::MissingMetricName),
-        };
-        sample.series_text = cursor.text(series_start, series_end);
+        parse_series(cursor, sample)?;
         self.parse_value_and_timestamp(cursor, sample)
     }
 
@@ -1264,6 +1334,76 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// The series part of a sample line (metric name and label set), leaving
+/// the cursor on the blanks-skipped rest of the line. Shared by the line
+/// parse and `parse_series_text`.
+fn parse_series<'a>(
+    cursor: &mut Cursor<'a>,
+    sample: &mut SampleBuf<'a>,
+) -> Result<(), ParseErrorReason> {
+    sample.labels.clear();
+    sample.labels_skipped = false;
+    let series_start = cursor.position;
+    let mut metric_name: Option<Cow<'a, str>> = None;
+    match cursor.peek() {
+        Some(byte) if byte_has_class(byte, METRIC_NAME_START) => {
+            metric_name = Some(Cow::Borrowed(cursor.take_name(NameKind::Metric)));
+        }
+        Some(b'"') => metric_name = Some(cursor.parse_quoted_string()?),
+        Some(b'{') => {}
+        _ => {
+            return Err(ParseErrorReason::ExpectedMetricName {
+                found: cursor.excerpt(),
+            });
+        }
+    }
+    let mut series_end = cursor.position;
+    cursor.skip_blanks();
+    if cursor.peek() == Some(b'{') {
+        cursor.position += 1;
+        cursor.parse_label_set(&mut metric_name, &mut sample.labels, LabelSetKind::Series)?;
+        if let Some(duplicate) =
+            find_duplicate_label(&sample.labels, &mut sample.duplicate_check_indices)
+        {
+            return Err(ParseErrorReason::DuplicateLabel {
+                label_name: duplicate,
+            });
+        }
+        series_end = cursor.position;
+        cursor.skip_blanks();
+    }
+    sample.metric_name = match metric_name {
+        Some(name) if name.is_empty() => return Err(ParseErrorReason::EmptyMetricName),
+        Some(name) => name,
+        None => return Err(ParseErrorReason::MissingMetricName),
+    };
+    sample.series_text = cursor.text(series_start, series_end);
+    Ok(())
+}
+
+/// Parses a series text as [`SampleBuf::series_text`] gave it (the name
+/// and label set of a line, as written) into `sample`'s metric name and
+/// labels; value, timestamp and line number stay as they were. For a
+/// caller that skipped a line's labels (`next_entry_with_known_series`)
+/// and needs them after all. Errors (with the sample's line number) when
+/// the text is not exactly one series.
+pub fn parse_series_text<'a>(
+    series_text: &'a str,
+    sample: &mut SampleBuf<'a>,
+) -> Result<(), TextParseError> {
+    let mut cursor = Cursor::new(series_text, 0);
+    let mut parsed = parse_series(&mut cursor, sample);
+    if parsed.is_ok() && cursor.peek().is_some() {
+        parsed = Err(ParseErrorReason::TextAfterSeries {
+            text: cursor.excerpt(),
+        });
+    }
+    parsed.map_err(|reason| TextParseError {
+        line_number: sample.line_number.max(1),
+        reason,
+    })
+}
+
 /// The name of a label that occurs twice, if any.
 fn find_duplicate_label(labels: &[LabelPair<'_>], indices: &mut Vec<u32>) -> Option<String> {
     if labels.len() <= DUPLICATE_CHECK_PAIRWISE_LIMIT {
@@ -1368,6 +1508,77 @@ pub fn entries_with_known_series(
             }
         }
     }
+}
+
+/// The parse of `input` as the scrape loop reads it, in the shape of
+/// `entries_with_known_series` without `known`: a first pass with
+/// `fingerprint_comment_lines` (samples, and its error), then
+/// `next_metadata` over a rewound parser (metadata lines, and its error),
+/// merged by line number and cut at the earlier error. Also returns the
+/// comment fingerprint of the first pass. Shared by the unit test and the
+/// `text_fingerprinted_comments` fuzz target, which compare it with the
+/// full parse.
+#[doc(hidden)]
+pub fn entries_in_two_passes(input: &str, format: Format) -> (Vec<String>, u64) {
+    let mut lines: Vec<(usize, String)> = Vec::new();
+    let mut first_error: Option<TextParseError> = None;
+    let mut parser = TextParser::new(input, format);
+    parser.fingerprint_comment_lines();
+    let mut sample = SampleBuf::new();
+    loop {
+        match parser.next_entry(&mut sample) {
+            Ok(Some(Entry::Sample)) => lines.push((
+                sample.line_number(),
+                format!(
+                    "{:?} {:x} {:?} line {}",
+                    Some(sample.to_labels().to_string()),
+                    sample.value().to_bits(),
+                    sample.timestamp_ms(),
+                    sample.line_number()
+                ),
+            )),
+            Ok(Some(Entry::Metadata(metadata))) => {
+                lines.push((metadata.line_number, format!("unexpected {metadata:?}")));
+            }
+            Ok(None) => break,
+            Err(error) => {
+                first_error = Some(error);
+                break;
+            }
+        }
+    }
+    let fingerprint = parser.comment_fingerprint();
+    let mut metadata_parser = parser.rewound();
+    loop {
+        match metadata_parser.next_metadata() {
+            Ok(Some(metadata)) => lines.push((metadata.line_number, format!("{metadata:?}"))),
+            Ok(None) => break,
+            Err(error) => {
+                if first_error
+                    .as_ref()
+                    .is_none_or(|first| error.line_number <= first.line_number)
+                {
+                    first_error = Some(error);
+                }
+                break;
+            }
+        }
+    }
+    lines.sort_by_key(|(line_number, _)| *line_number);
+    let mut entries: Vec<String> = lines
+        .into_iter()
+        .filter(|(line_number, _)| {
+            first_error
+                .as_ref()
+                // `<=`: the end-of-input error carries the last line's number.
+                .is_none_or(|error| *line_number <= error.line_number)
+        })
+        .map(|(_, entry)| entry)
+        .collect();
+    if let Some(error) = first_error {
+        entries.push(error.to_string());
+    }
+    (entries, fingerprint)
 }
 
 #[cfg(test)]
@@ -1513,5 +1724,82 @@ mod tests {
         let excerpt = excerpt_of(&text);
         assert_eq!(excerpt.chars().count(), ERROR_EXCERPT_CHARS + 1);
         assert!(excerpt.ends_with('…'));
+    }
+
+    #[test]
+    fn fingerprinted_comment_lines_then_metadata_read_as_the_full_parse() {
+        let inputs = [
+            "# HELP a Some help.\n# TYPE a counter\na{x=\"1\"} 1\n# free comment\nb 2 1000\n",
+            "a 1\n# TYPE a bogus\nb 2\n",
+            "# TYPE a bogus\na{x=} 1\n",
+            "a{x=} 1\n# TYPE a bogus\n",
+            "# HELP a x\\ny\r\n  # TYPE a gauge\r\na 1\r\n",
+            "# TYPE a gauge\n# UNIT a seconds\na 1 1.5\n# EOF\n",
+            "# TYPE a gauge\na 1\n#  EOF  \n\n",
+            "# TYPE a gauge\na 1\n# EOF\n# HELP a late\n",
+            "# HELP a ends in EOF\na 1\n# EOF\n",
+            "# TYPE a gauge\na 1\n",
+            "a 1\n# TYPE a bogus",
+        ];
+        for input in inputs {
+            for format in [Format::Prometheus, Format::OpenMetrics] {
+                let full = entries_with_known_series(input, format, None, &mut HashMap::new());
+                let (two_passes, _) = entries_in_two_passes(input, format);
+                assert_eq!(full, two_passes, "{input:?} as {format:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_comment_fingerprint_follows_comment_lines_only() {
+        let fingerprint = |input: &str, format: Format| entries_in_two_passes(input, format).1;
+        let base = "# HELP a Help.\n# TYPE a gauge\na 1\n";
+        assert_eq!(
+            fingerprint(base, Format::Prometheus),
+            fingerprint("# HELP a Help.\n# TYPE a gauge\na 2\n", Format::Prometheus),
+            "a new value keeps it"
+        );
+        assert_eq!(
+            fingerprint(base, Format::Prometheus),
+            fingerprint(
+                "  # HELP a Help.\r\n# TYPE a gauge\na 1\n",
+                Format::Prometheus
+            ),
+            "indentation and line ends are not part of a line"
+        );
+        for changed in [
+            "# HELP a Help!\n# TYPE a gauge\na 1\n",
+            "# HELP a Help.\n# TYPE a counter\na 1\n",
+            "# TYPE a gauge\n# HELP a Help.\na 1\n",
+            "# HELP a Help.\n# TYPE a gauge\n# note\na 1\n",
+            "# HELP a Help.\na 1\n",
+        ] {
+            assert_ne!(
+                fingerprint(base, Format::Prometheus),
+                fingerprint(changed, Format::Prometheus),
+                "{changed:?}"
+            );
+        }
+        assert_ne!(
+            fingerprint(base, Format::Prometheus),
+            fingerprint(base, Format::OpenMetrics)
+        );
+    }
+
+    #[test]
+    fn a_series_text_parses_back_to_its_labels() {
+        let mut sample = SampleBuf::new();
+        let mut parser = TextParser::new("m {b=\"x\\\"y\",a=\"1\",} 5\n", Format::Prometheus);
+        assert_eq!(parser.next_entry(&mut sample), Ok(Some(Entry::Sample)));
+        let series_text = sample.series_text();
+        let expected = sample.to_labels();
+        let mut again = SampleBuf::new();
+        parse_series_text(series_text, &mut again).expect("series text parses");
+        assert_eq!(again.to_labels(), expected);
+        assert!(!again.labels_skipped());
+        let mut bad = SampleBuf::new();
+        assert!(parse_series_text("m{a=\"1\"} 5", &mut bad).is_err());
+        assert!(parse_series_text("m{a=\"1\"", &mut bad).is_err());
+        assert!(parse_series_text("", &mut bad).is_err());
     }
 }

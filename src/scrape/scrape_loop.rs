@@ -15,12 +15,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
 use crate::config::file::{HttpClientConfig, ScrapeConfig};
-use crate::ingest::text::{Entry, Format, Metadata, MetadataKind, SampleBuf, TextParser};
+use crate::ingest::text::{
+    Entry, Format, SampleBuf, TextParseError, TextParser, parse_series_text,
+};
 use crate::model::{LabelHasher, METRIC_NAME, MetricMetadata, Timestamp, stale_nan};
 use crate::scrape::ScrapeError;
 use crate::scrape::relabel::{LabelMap, relabel};
@@ -193,6 +195,60 @@ pub fn build_client(
         .map_err(|error| ScrapeError::Client(error.to_string()))
 }
 
+/// Builds a scrape pool's client. It never decompresses on its own: the
+/// loop asks for gzip itself (when `enable_compression` is on) and inflates
+/// the body in one call with a reused decoder (`gunzip_body`), which costs
+/// less than reqwest's streaming decompression with a new decoder state per
+/// request.
+pub fn build_scrape_client(http: &HttpClientConfig) -> Result<reqwest::Client, ScrapeError> {
+    build_client(http, false)
+}
+
+/// A gzip decoder kept between bodies; its input is swapped per body.
+type PooledGzipDecoder = flate2::bufread::GzDecoder<std::io::Cursor<Vec<u8>>>;
+
+/// Decoders (each some 40 KB of inflate state and window) of finished
+/// bodies. Inflating never awaits, so no more are in use at once than
+/// there are runtime worker threads; the pool keeps a few.
+static GZIP_DECODERS: Mutex<Vec<PooledGzipDecoder>> = Mutex::new(Vec::new());
+const MAX_POOLED_GZIP_DECODERS: usize = 4;
+
+fn body_size_limit_error(limit: u64) -> String {
+    format!("body_size_limit exceeded: the response body is larger than {limit} bytes")
+}
+
+/// Inflates a gzip body (its first member, as a single-member reader
+/// does) into a buffer sized for `expected_len`; `limit` (0: none) bounds
+/// the inflated size, as Prometheus's `body_size_limit` does.
+fn gunzip_body(compressed: Vec<u8>, limit: u64, expected_len: usize) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let pooled = GZIP_DECODERS.lock().pop();
+    let mut decoder =
+        pooled.unwrap_or_else(|| flate2::bufread::GzDecoder::new(std::io::Cursor::new(Vec::new())));
+    decoder.reset(std::io::Cursor::new(compressed));
+    let mut body = Vec::with_capacity(expected_len + expected_len / 8);
+    let read = if limit > 0 {
+        (&mut decoder)
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut body)
+    } else {
+        decoder.read_to_end(&mut body)
+    };
+    // Back to the pool without the input (reset clears all stream state).
+    decoder.reset(std::io::Cursor::new(Vec::new()));
+    {
+        let mut pool = GZIP_DECODERS.lock();
+        if pool.len() < MAX_POOLED_GZIP_DECODERS {
+            pool.push(decoder);
+        }
+    }
+    match read {
+        Err(error) => Err(format!("invalid gzip body: {error}")),
+        Ok(_) if limit > 0 && body.len() as u64 > limit => Err(body_size_limit_error(limit)),
+        Ok(_) => Ok(body),
+    }
+}
+
 async fn read_secret(
     inline: &Option<String>,
     file: &Option<std::path::PathBuf>,
@@ -238,6 +294,10 @@ struct Fetched {
     content_type: String,
 }
 
+/// Most bytes a body buffer is given up front (a `Content-Length` is the
+/// server's word, not a size to trust with memory).
+const MAX_PRESIZED_BODY_BYTES: usize = 16 << 20;
+
 /// Fetches one body. `expected_len` (the last body's size) sizes the buffer
 /// so that it is not regrown and copied chunk after chunk.
 async fn fetch(
@@ -254,6 +314,11 @@ async fn fetch(
             format!("{}", target.timeout.as_secs_f64()),
         )
         .timeout(target.timeout);
+    let request = if context.config.enable_compression {
+        request.header(ACCEPT_ENCODING, "gzip")
+    } else {
+        request
+    };
     let request = authorize(request, &context.config.http_client)
         .await
         .map_err(|error| error.to_string())?;
@@ -283,16 +348,37 @@ async fn fetch(
             .and_then(|value| value.to_str().ok())
             .unwrap_or("")
             .to_string();
+        let gzipped = response
+            .headers()
+            .get(CONTENT_ENCODING)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|encoding| {
+                let encoding = encoding.trim();
+                encoding.eq_ignore_ascii_case("gzip") || encoding.eq_ignore_ascii_case("x-gzip")
+            });
         let limit = context.config.body_size_limit;
-        let mut body = Vec::with_capacity(expected_len + expected_len / 8);
+        // A gzip body arrives at a fraction of its inflated size; the
+        // limit applies to both (a compressed body over it cannot inflate
+        // to less, but for a few bytes of incompressible data).
+        let download_capacity = if gzipped {
+            response
+                .content_length()
+                .map_or(expected_len / 4, |length| length as usize)
+        } else {
+            expected_len + expected_len / 8
+        };
+        let mut downloaded = Vec::with_capacity(download_capacity.min(MAX_PRESIZED_BODY_BYTES));
         while let Some(chunk) = response.chunk().await.map_err(describe)? {
-            if limit > 0 && (body.len() + chunk.len()) as u64 > limit {
-                return Err(format!(
-                    "body_size_limit exceeded: the response body is larger than {limit} bytes"
-                ));
+            if limit > 0 && (downloaded.len() + chunk.len()) as u64 > limit {
+                return Err(body_size_limit_error(limit));
             }
-            body.extend_from_slice(&chunk);
+            downloaded.extend_from_slice(&chunk);
         }
+        let body = if gzipped {
+            gunzip_body(downloaded, limit, expected_len)?
+        } else {
+            downloaded
+        };
         Ok(Fetched { body, content_type })
     };
     match tokio::time::timeout(target.timeout, work).await {
@@ -401,10 +487,13 @@ pub struct ScrapeCache {
     refs_generation: u64,
     /// Size of the last body, to size the next one's buffer at once.
     last_body_len: usize,
-    /// Metadata lines of the last body, to size the next scrape's list.
-    last_metadata_lines: usize,
     /// Samples the last scrape queued, to size the next batch at once.
     last_batch_samples: usize,
+    /// Lines of `lines` that the scrape under way has seen (marked with
+    /// its generation). When it equals `lines.len()` after a successful
+    /// body, no line vanished: the two walks over every line that find
+    /// vanished series and forget them are skipped (the steady state).
+    lines_seen_this_scrape: usize,
 }
 
 impl ScrapeCache {
@@ -415,6 +504,19 @@ impl ScrapeCache {
             line.reference = NO_REF;
         }
         self.synthetic = Default::default();
+    }
+
+    /// Caches `line` (marked seen by the scrape under way) under `key`.
+    fn insert_seen_line(&mut self, key: LineKey, line: CachedLine) {
+        let replaced = self.lines.insert(key, line);
+        if replaced.is_none_or(|old| old.last_seen_generation != line.last_seen_generation) {
+            self.lines_seen_this_scrape += 1;
+        }
+    }
+
+    /// Whether every cached line was seen by the scrape under way.
+    fn every_line_seen(&self) -> bool {
+        self.lines_seen_this_scrape == self.lines.len()
     }
 
     /// Number of exposition lines the loop remembers.
@@ -597,18 +699,26 @@ struct AppendedScrape {
     changed_metadata: Option<(BTreeMap<String, MetricMetadata>, u64)>,
 }
 
-fn metadata_fingerprint(lines: &[Metadata<'_>]) -> u64 {
-    use std::hash::{BuildHasher, Hash, Hasher};
-    let mut hasher = foldhash::fast::FixedState::with_seed(0x0067_7561_7264_6961).build_hasher();
-    for line in lines {
-        line.metric_name.hash(&mut hasher);
-        match &line.kind {
-            MetadataKind::Help(help) => (0u8, help.as_ref()).hash(&mut hasher),
-            MetadataKind::Type(metric_type) => (1u8, metric_type.as_str()).hash(&mut hasher),
-            MetadataKind::Unit(unit) => (2u8, *unit).hash(&mut hasher),
+/// The error a full parse would have reported: `sample_error`, from the
+/// pass that skipped metadata lines, unless a metadata line before it is
+/// bad (`metadata_parser`, at the start of the same body, finds that).
+fn first_parse_error(sample_error: TextParseError, mut metadata_parser: TextParser<'_>) -> String {
+    let mut first = sample_error;
+    loop {
+        match metadata_parser.next_metadata() {
+            Ok(Some(line)) if line.line_number <= first.line_number => {}
+            Ok(_) => break,
+            Err(metadata_error) => {
+                // On the same line (the last, missing OpenMetrics `# EOF`)
+                // the full parse meets the metadata line's error first.
+                if metadata_error.line_number <= first.line_number {
+                    first = metadata_error;
+                }
+                break;
+            }
         }
     }
-    hasher.finish()
+    format!("parse error: {first}")
 }
 
 /// Parses the body and queues its samples in `appender`. On an error the
@@ -623,12 +733,14 @@ fn append_scrape_body(
     scrape_time: Timestamp,
 ) -> Result<AppendedScrape, String> {
     let generation = cache.generation;
+    cache.lines_seen_this_scrape = 0;
     let format = Format::from_content_type(&fetched.content_type);
     let mut parser = TextParser::from_bytes(&fetched.body, format)
         .map_err(|error| format!("parse error: {error}"))?;
+    // Metadata lines are only hashed on the way; they are read (second
+    // pass, below) when the hash says they changed.
+    parser.fingerprint_comment_lines();
     let mut sample = SampleBuf::new();
-    // Sized like the last body's, so the vector is not regrown line by line.
-    let mut metadata_lines: Vec<Metadata<'_>> = Vec::with_capacity(cache.last_metadata_lines);
     let last_success_generation = cache.last_success_generation;
     let mut appended = AppendedScrape {
         scraped: 0,
@@ -647,21 +759,24 @@ fn append_scrape_body(
         // offered, when the cache can take the line without its labels.
         let mut offered_key: Option<LineKey> = None;
         let lines = &cache.lines;
-        let entry = parser
-            .next_entry_with_known_series(&mut sample, &mut |series_text| {
-                let key = line_key(series_text, format);
-                offered_key = Some(key);
-                // Lines the slow path must see again (no ref yet) are
-                // parsed in full; the shortcut only serves lines whose
-                // fate is settled: dropped, or appended by ref.
-                lines
-                    .get(&key)
-                    .is_some_and(|line| line.flags & LINE_DROPPED != 0 || line.reference != NO_REF)
-            })
-            .map_err(|error| format!("parse error: {error}"))?;
+        let entry = parser.next_entry_with_known_series(&mut sample, &mut |series_text| {
+            let key = line_key(series_text, format);
+            offered_key = Some(key);
+            // Lines the slow path must see again (no ref yet) are
+            // parsed in full; the shortcut only serves lines whose
+            // fate is settled: dropped, or appended by ref.
+            lines
+                .get(&key)
+                .is_some_and(|line| line.flags & LINE_DROPPED != 0 || line.reference != NO_REF)
+        });
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(error) => return Err(first_parse_error(error, parser.rewound())),
+        };
         match entry {
             None => break,
-            Some(Entry::Metadata(metadata)) => metadata_lines.push(metadata),
+            // Not returned while comment lines are fingerprinted.
+            Some(Entry::Metadata(_)) => {}
             Some(Entry::Sample) => {
                 appended.scraped += 1;
                 let explicit = config.honor_timestamps && sample.timestamp_ms().is_some();
@@ -675,7 +790,7 @@ fn append_scrape_body(
                     0
                 };
                 let value = sample.value();
-                let labels_skipped = sample.labels_skipped();
+                let mut labels_skipped = sample.labels_skipped();
                 let line_key = match offered_key {
                     Some(offered) if labels_skipped => offered,
                     // A full parse's series text can differ from the text
@@ -689,6 +804,7 @@ fn append_scrape_body(
                 // One probe for the fast path: the entry is updated in place.
                 if let Some(entry) = cache.lines.get_mut(&line_key) {
                     let line = *entry;
+                    let first_sighting = usize::from(line.last_seen_generation != generation);
                     seen_before = if line.last_seen_generation == generation {
                         line.flags & LINE_SEEN_BEFORE != 0
                     } else {
@@ -696,6 +812,7 @@ fn append_scrape_body(
                     };
                     if line.flags & LINE_DROPPED != 0 {
                         entry.last_seen_generation = generation;
+                        cache.lines_seen_this_scrape += first_sighting;
                         continue;
                     }
                     if line.reference != NO_REF {
@@ -706,6 +823,7 @@ fn append_scrape_body(
                         match appender.append_ref(line.reference, timestamp, value) {
                             Ok(()) => {
                                 entry.last_seen_generation = generation;
+                                cache.lines_seen_this_scrape += first_sighting;
                                 entry.flags =
                                     tracked_flag | if seen_before { LINE_SEEN_BEFORE } else { 0 };
                                 if tracked_flag != 0 && !seen_before {
@@ -719,14 +837,13 @@ fn append_scrape_body(
                                 tracing::debug!(%error, target = %target.scrape_url, "series ref refused, appending by labels");
                                 appended.post_relabel -= 1;
                                 if labels_skipped {
-                                    // No labels to append by: this sample is
-                                    // lost, and the line is parsed in full
-                                    // (slow path) from the next scrape on.
-                                    entry.reference = NO_REF;
-                                    entry.last_seen_generation = generation;
-                                    entry.flags = tracked_flag
-                                        | if seen_before { LINE_SEEN_BEFORE } else { 0 };
-                                    continue;
+                                    // The parser skipped this line's labels;
+                                    // its series text is known, so parse
+                                    // them now rather than lose the sample.
+                                    let series_text = sample.series_text();
+                                    parse_series_text(series_text, &mut sample)
+                                        .map_err(|error| format!("parse error: {error}"))?;
+                                    labels_skipped = false;
                                 }
                             }
                         }
@@ -739,7 +856,7 @@ fn append_scrape_body(
                     continue;
                 }
                 let Some(labels) = final_labels(&sample, target, config) else {
-                    cache.lines.insert(
+                    cache.insert_seen_line(
                         line_key,
                         CachedLine {
                             label_hash: 0,
@@ -768,7 +885,7 @@ fn append_scrape_body(
                     }
                 };
                 let label_hash = pairs_hash(&pairs);
-                cache.lines.insert(
+                cache.insert_seen_line(
                     line_key,
                     CachedLine {
                         label_hash,
@@ -793,11 +910,14 @@ fn append_scrape_body(
             }
         }
     }
-    cache.last_metadata_lines = metadata_lines.len();
-    let fingerprint = metadata_fingerprint(&metadata_lines);
+    let fingerprint = parser.comment_fingerprint();
     if cache.metadata_fingerprint != Some(fingerprint) {
         let mut metadata: BTreeMap<String, MetricMetadata> = BTreeMap::new();
-        for line in &metadata_lines {
+        let mut metadata_parser = parser.rewound();
+        while let Some(line) = metadata_parser
+            .next_metadata()
+            .map_err(|error| format!("parse error: {error}"))?
+        {
             line.apply_to(metadata.entry(line.metric_name.to_string()).or_default());
         }
         for (metric, family_metadata) in &metadata {
@@ -951,7 +1071,11 @@ fn queue_scrape(
             (Some(error), 0, 0, 0, None)
         }
     };
-    let vanished = cache.vanished_series(error.is_some());
+    let vanished = if error.is_none() && cache.every_line_seen() {
+        Vec::new()
+    } else {
+        cache.vanished_series(error.is_some())
+    };
     append_markers(appender.as_mut(), cache, &vanished, marker_time);
     let up = if error.is_none() { 1.0 } else { 0.0 };
     let synthetic_values = [
@@ -1021,9 +1145,11 @@ fn finish_scrape(
                 cache.pending_labels.clear();
             } else {
                 cache.last_success_generation = generation;
-                cache
-                    .lines
-                    .retain(|_, line| line.last_seen_generation == generation);
+                if !cache.every_line_seen() {
+                    cache
+                        .lines
+                        .retain(|_, line| line.last_seen_generation == generation);
+                }
             }
             let metadata = changed_metadata.map(|(metadata, fingerprint)| {
                 cache.metadata_fingerprint = Some(fingerprint);
@@ -1104,6 +1230,41 @@ pub fn initial_delay_ms(identity: u64, interval: Duration, now_ms: Timestamp) ->
     (offset + interval_ms - position) % interval_ms
 }
 
+/// Most a scrape's timestamp is moved back onto the loop's schedule, as
+/// Prometheus does (`--scrape.timestamp-tolerance`, default 2 ms).
+const SCRAPE_TIMESTAMP_TOLERANCE_MS: Timestamp = 2;
+
+/// The timestamp of a scrape that starts at `now_ms`: the loop's scheduled
+/// time when the timer woke at most `SCRAPE_TIMESTAMP_TOLERANCE_MS` (and at
+/// most 1 % of the interval) late, else `now_ms`. `grid` holds the schedule:
+/// the first scrape's time, moved by whole intervals.
+///
+/// Why: timer wake-ups jitter by a millisecond or two, and a jittered
+/// interval costs the head chunk about nine bits per sample (a non-zero
+/// delta of deltas) where an exact one costs one; fewer bits are less
+/// memory and less chunk work. Prometheus aligns the same way.
+fn aligned_scrape_time(
+    grid: &mut Option<Timestamp>,
+    now_ms: Timestamp,
+    interval_ms: Timestamp,
+) -> Timestamp {
+    let scheduled = grid.get_or_insert(now_ms);
+    if now_ms < *scheduled {
+        // The wall clock went back: start a new schedule.
+        *scheduled = now_ms;
+    }
+    let behind = now_ms - *scheduled;
+    if behind >= interval_ms {
+        *scheduled += behind / interval_ms * interval_ms;
+    }
+    let tolerance = SCRAPE_TIMESTAMP_TOLERANCE_MS.min(interval_ms / 100);
+    if now_ms - *scheduled <= tolerance {
+        *scheduled
+    } else {
+        now_ms
+    }
+}
+
 async fn run_loop(
     target: ScrapeTarget,
     context: LoopContext,
@@ -1120,6 +1281,8 @@ async fn run_loop(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let target = Arc::new(target);
     let mut cache = ScrapeCache::default();
+    let interval_ms = (target.interval.as_millis() as Timestamp).max(1);
+    let mut scrape_time_grid: Option<Timestamp> = None;
     // A dropped sender (pool task gone) counts as "target gone".
     let mark_stale_at_end;
     loop {
@@ -1130,7 +1293,8 @@ async fn run_loop(
                 break;
             }
         }
-        let scrape_time = context.clock.now_ms();
+        let scrape_time =
+            aligned_scrape_time(&mut scrape_time_grid, context.clock.now_ms(), interval_ms);
         let started = Instant::now();
         let fetched = tokio::select! {
             fetched = fetch(&target, &context, cache.last_body_len) => fetched,
@@ -1221,6 +1385,174 @@ mod tests {
         merge_target_labels(&mut honored, &target, true);
         assert_eq!(honored.get("job").map(String::as_str), Some("inner"));
         assert_eq!(honored.get("instance").map(String::as_str), Some("a:1"));
+    }
+
+    fn scrape_config() -> ScrapeConfig {
+        let file = crate::config::file::parse_config(
+            "scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['x:1']\n",
+        )
+        .expect("config");
+        file.scrape_configs.into_iter().next().expect("one job")
+    }
+
+    /// The store's appender refuses a ref with the top bit set: its mark
+    /// for series that a batch creates, never handed out.
+    const REFUSED_REF: SeriesRef = (1 << 31) | 77;
+
+    /// Parses `body` into one appender of `tsdb` and commits it.
+    fn store_body(
+        tsdb: &crate::tsdb::Tsdb,
+        cache: &mut ScrapeCache,
+        target: &ScrapeTarget,
+        config: &ScrapeConfig,
+        body: &str,
+        scrape_time: Timestamp,
+    ) -> AppendedScrape {
+        cache.generation += 1;
+        let fetched = Fetched {
+            body: body.as_bytes().to_vec(),
+            content_type: "text/plain; version=0.0.4".to_string(),
+        };
+        let mut appender = crate::storage::Appendable::appender(tsdb);
+        let appended = append_scrape_body(
+            &fetched,
+            target,
+            config,
+            cache,
+            appender.as_mut(),
+            scrape_time,
+        )
+        .expect("body parses");
+        appender.commit().expect("commit");
+        cache.last_success_generation = cache.generation;
+        appended
+    }
+
+    #[test]
+    fn a_refused_ref_of_a_line_without_parsed_labels_still_stores_its_sample() {
+        use crate::storage::Queryable;
+        let directory = tempfile::tempdir().unwrap();
+        let tsdb = crate::tsdb::Tsdb::open(directory.path(), crate::tsdb::Options::default())
+            .expect("open store");
+        let target = target(&[("instance", "a:1"), ("job", "node")]);
+        let config = scrape_config();
+        let mut cache = ScrapeCache::default();
+        let body = |value: u32| format!("# TYPE m gauge\nm{{k=\"v\"}} {value}\nother 1\n");
+        // First scrape creates the series, the second learns their refs.
+        store_body(&tsdb, &mut cache, &target, &config, &body(1), 1_000);
+        store_body(&tsdb, &mut cache, &target, &config, &body(2), 2_000);
+        assert!(cache.lines.values().all(|line| line.reference != NO_REF));
+        // A ref the store refuses (never handed out by it), as a stale
+        // cache entry would hold: the line's labels are skipped by the
+        // parser, and its sample must still be stored, by labels.
+        for line in cache.lines.values_mut() {
+            line.reference = REFUSED_REF;
+        }
+        let appended = store_body(&tsdb, &mut cache, &target, &config, &body(3), 3_000);
+        assert_eq!(appended.post_relabel, 2);
+        let querier = tsdb.querier().expect("querier");
+        let stored = querier
+            .select(0, 10_000, &[crate::model::Matcher::equal("__name__", "m")])
+            .expect("select");
+        assert_eq!(stored.len(), 1);
+        let values: Vec<(Timestamp, f64)> = stored[0]
+            .samples
+            .iter()
+            .map(|sample| (sample.t, sample.v))
+            .collect();
+        assert_eq!(values, vec![(1_000, 1.0), (2_000, 2.0), (3_000, 3.0)]);
+        assert_eq!(stored[0].labels.get("k"), Some("v"));
+        assert_eq!(stored[0].labels.get("instance"), Some("a:1"));
+        // The cache holds a valid ref again, taken by the label path.
+        assert!(
+            cache
+                .lines
+                .values()
+                .all(|line| line.reference != REFUSED_REF && line.reference != NO_REF)
+        );
+    }
+
+    #[test]
+    fn gzip_bodies_inflate_with_pooled_decoders_and_obey_the_limit() {
+        use std::io::Write;
+        let gzip = |text: &[u8]| {
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            encoder.write_all(text).unwrap();
+            encoder.finish().unwrap()
+        };
+        let first = b"# TYPE up gauge\nup 1\n".repeat(50);
+        let second = b"other 2\n".to_vec();
+        // Twice each, so that a decoder taken back from the pool is reused.
+        for _ in 0..2 {
+            assert_eq!(gunzip_body(gzip(&first), 0, 10), Ok(first.clone()));
+            assert_eq!(gunzip_body(gzip(&second), 0, 0), Ok(second.clone()));
+        }
+        let limit = first.len() as u64;
+        assert_eq!(gunzip_body(gzip(&first), limit, 0), Ok(first.clone()));
+        assert_eq!(
+            gunzip_body(gzip(&first), limit - 1, 0),
+            Err(body_size_limit_error(limit - 1))
+        );
+        let mut corrupt = gzip(&first);
+        let middle = corrupt.len() / 2;
+        corrupt[middle] ^= 0xff;
+        assert!(gunzip_body(corrupt, 0, 0).is_err());
+        assert!(gunzip_body(b"not gzip at all".to_vec(), 0, 0).is_err());
+        let truncated = gzip(&first)[..20].to_vec();
+        assert!(gunzip_body(truncated, 0, 0).is_err());
+        // A failed body leaves no state behind in the pooled decoders.
+        assert_eq!(gunzip_body(gzip(&second), 0, 0), Ok(second));
+    }
+
+    #[test]
+    fn scrape_times_snap_to_the_schedule_within_the_tolerance() {
+        let mut grid = None;
+        let interval = 5_000;
+        assert_eq!(
+            aligned_scrape_time(&mut grid, 1_000_003, interval),
+            1_000_003
+        );
+        // One or two milliseconds late: the scheduled time.
+        assert_eq!(
+            aligned_scrape_time(&mut grid, 1_005_004, interval),
+            1_005_003
+        );
+        assert_eq!(
+            aligned_scrape_time(&mut grid, 1_010_005, interval),
+            1_010_003
+        );
+        // Later than the tolerance: the real time, and the schedule stays.
+        assert_eq!(
+            aligned_scrape_time(&mut grid, 1_015_010, interval),
+            1_015_010
+        );
+        // A skipped tick: the schedule moves by whole intervals.
+        assert_eq!(
+            aligned_scrape_time(&mut grid, 1_025_004, interval),
+            1_025_003
+        );
+        // A wake-up before the next scheduled time: the real time (a
+        // time is only ever moved back).
+        assert_eq!(
+            aligned_scrape_time(&mut grid, 1_029_999, interval),
+            1_029_999
+        );
+        assert_eq!(
+            aligned_scrape_time(&mut grid, 1_030_003, interval),
+            1_030_003
+        );
+        // The wall clock stepping back restarts the schedule.
+        assert_eq!(aligned_scrape_time(&mut grid, 900_000, interval), 900_000);
+        assert_eq!(
+            aligned_scrape_time(&mut grid, 905_001, interval),
+            900_000 + interval
+        );
+        // A 100 ms interval tolerates 1 ms.
+        let mut short_grid = None;
+        assert_eq!(aligned_scrape_time(&mut short_grid, 0, 100), 0);
+        assert_eq!(aligned_scrape_time(&mut short_grid, 101, 100), 100);
+        assert_eq!(aligned_scrape_time(&mut short_grid, 202, 100), 202);
     }
 
     #[test]

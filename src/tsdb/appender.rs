@@ -109,7 +109,7 @@ impl TsdbAppender<'_> {
     fn push_sample(&mut self, series_ref: u32, t: Timestamp, v: f64) {
         if self.batch.samples.capacity() == 0 {
             // Skips the first doublings: batches are scrapes of hundreds of samples or more.
-            self.batch.samples.reserve(512);
+            self.batch.samples = self.tsdb.shared.sample_buffers.take(512);
         }
         self.batch.samples.push(BatchSample {
             series_ref,
@@ -176,7 +176,11 @@ impl Appender for TsdbAppender<'_> {
     }
 
     fn reserve(&mut self, samples: usize) {
-        self.batch.samples.reserve(samples);
+        if self.batch.samples.capacity() == 0 {
+            self.batch.samples = self.tsdb.shared.sample_buffers.take(samples);
+        } else {
+            self.batch.samples.reserve(samples);
+        }
     }
 
     fn len(&self) -> usize {

@@ -85,6 +85,7 @@ pub fn open(dir: &Path, options: Options) -> Result<Arc<Tsdb>, TsdbError> {
         metadata: RwLock::new(loaded.metadata),
         retention: options.retention.clone(),
         database_path: path,
+        sample_buffers: Default::default(),
     });
     let database = Arc::new(database);
     *shared.database.write() = Some(database.clone());
