@@ -14,9 +14,11 @@
 //! `select_latest` (instant selectors) answers a series from its open
 //! chunk's last sample, without decoding and without redb, whenever that
 //! sample lies in the range; only series whose newest sample in the range is
-//! older than the open chunk read stored chunks. Label names and values over
-//! all series come from the postings index, one visibility check per name or
-//! value instead of one label decode per series.
+//! older than the open chunk read stored chunks. When the last sample lies
+//! after the range (a scrape just after the query time), the one before it
+//! is read back in O(1) too. Label names and values over all series come
+//! from the postings index, one visibility check per name or value instead
+//! of one label decode per series.
 
 use std::collections::BTreeSet;
 
@@ -323,6 +325,16 @@ impl<'a> TsdbQuerier<'a> {
                     // The chunk's last sample is the series' newest one.
                     if newest.t >= mint {
                         head_samples.push(newest);
+                    }
+                    complete = true;
+                } else if latest_only
+                    && let Some(previous) = series.chunk.second_last()
+                    && previous.t <= upper
+                {
+                    // The newest sample lies after the range (a scrape just
+                    // after the query time): the one before it answers.
+                    if previous.t >= mint {
+                        head_samples.push(previous);
                     }
                     complete = true;
                 } else if newest.t >= mint && chunk_mint <= upper {
