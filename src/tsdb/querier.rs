@@ -135,13 +135,15 @@ impl<'a> TsdbQuerier<'a> {
     /// open-chunk samples are copied; then the stored chunks' bytes are
     /// gathered from redb (one B-tree walk, copied so no redb guard crosses
     /// a thread); last, each half of the series decodes its labels and
-    /// chunks and appends its head samples on its own thread.
+    /// chunks and appends its head samples on its own thread. Unless
+    /// `sorted`, the series stay in series id order (no label sort).
     fn select_series(
         &self,
         mint: Timestamp,
         maxt: Timestamp,
         matchers: &[Matcher],
         latest_only: bool,
+        sorted: bool,
     ) -> Result<Vec<Series>, TsdbError> {
         let database = self.tsdb.shared.database()?;
         let (mut selected, partitions, transaction) = {
@@ -295,7 +297,9 @@ impl<'a> TsdbQuerier<'a> {
             } else {
                 finish(&mut selected, 0, &stored_chunks.jobs)?
             };
-        sort_series_by_labels(&mut result);
+        if sorted {
+            sort_series_by_labels(&mut result);
+        }
         Ok(result)
     }
 
@@ -531,7 +535,7 @@ impl Querier for TsdbQuerier<'_> {
         let Some((mint, maxt)) = self.clamp(mint, maxt) else {
             return Ok(Vec::new());
         };
-        Ok(self.select_series(mint, maxt, matchers, false)?)
+        Ok(self.select_series(mint, maxt, matchers, false, true)?)
     }
 
     fn select_latest(
@@ -543,7 +547,19 @@ impl Querier for TsdbQuerier<'_> {
         let Some((mint, maxt)) = self.clamp(mint, maxt) else {
             return Ok(Vec::new());
         };
-        Ok(self.select_series(mint, maxt, matchers, true)?)
+        Ok(self.select_series(mint, maxt, matchers, true, true)?)
+    }
+
+    fn select_latest_any_order(
+        &self,
+        mint: Timestamp,
+        maxt: Timestamp,
+        matchers: &[Matcher],
+    ) -> Result<Vec<Series>, StorageError> {
+        let Some((mint, maxt)) = self.clamp(mint, maxt) else {
+            return Ok(Vec::new());
+        };
+        Ok(self.select_series(mint, maxt, matchers, true, false)?)
     }
 
     fn series(
