@@ -578,7 +578,13 @@ impl Querier for TsdbQuerier<'_> {
             .map(|slot| head.labels_of(slot))
             .collect();
         drop(head);
-        labels.sort();
+        // Label sets of distinct series differ: an unstable sort is exact
+        // and spares the stable sort's scratch buffer and merging.
+        if labels.len() < PARALLEL_SORT_MIN_SERIES {
+            labels.sort_unstable();
+        } else {
+            labels.par_sort_unstable();
+        }
         Ok(labels)
     }
 
