@@ -15,6 +15,10 @@ use super::{QueryError, aggregate, binary, functions, range};
 use crate::model::{Labels, METRIC_NAME, MatchOp, Matcher, Sample, is_stale_nan};
 use crate::storage::{Querier, Series};
 
+/// The series of a selector and the value each yields at one time, as
+/// (position in the series, value); series without one are left out.
+pub(crate) type SelectorValues = (Rc<Vec<Series>>, Vec<(usize, f64)>);
+
 /// Query-wide parameters of one evaluation.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
@@ -385,7 +389,7 @@ impl<'a> Evaluator<'a> {
         &mut self,
         selector: &VectorSelector,
         ts: i64,
-    ) -> Result<Option<(Rc<Vec<Series>>, Vec<(usize, f64)>)>, QueryError> {
+    ) -> Result<Option<SelectorValues>, QueryError> {
         if selector_modifier(selector).is_some() {
             return Ok(None);
         }
