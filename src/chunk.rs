@@ -139,6 +139,13 @@ impl HeadChunk {
         self.appender.last()
     }
 
+    /// The sample before the last one, without decoding the chunk. An
+    /// instant query at a time just before the newest scrape needs exactly
+    /// this sample; `None` with fewer than two samples.
+    pub fn second_last(&self) -> Option<Sample> {
+        self.appender.second_last()
+    }
+
     /// Heap bytes held, for memory accounting.
     pub fn memory_bytes(&self) -> usize {
         self.appender.writer().capacity_bytes()

@@ -177,6 +177,17 @@ pub trait Querier {
         Ok(series)
     }
 
+    /// Like `select_latest`, in any order: for a caller whose result cannot
+    /// show the order, which spares the store sorting every label set.
+    fn select_latest_any_order(
+        &self,
+        mint: Timestamp,
+        maxt: Timestamp,
+        matchers: &[Matcher],
+    ) -> Result<Vec<Series>, StorageError> {
+        self.select_latest(mint, maxt, matchers)
+    }
+
     /// Label sets of the series matching all matchers that have data in the range, sorted.
     fn series(
         &self,

@@ -47,6 +47,13 @@ impl Querier for FixedQuerier<'_> {
             .collect())
     }
 
+    /// Reversed, so the engine's any-order paths see an order unlike the sorted one.
+    fn select_latest_any_order(&self, mint: i64, maxt: i64, matchers: &[Matcher]) -> Result<Vec<Series>, StorageError> {
+        let mut series = self.select_latest(mint, maxt, matchers)?;
+        series.reverse();
+        Ok(series)
+    }
+
     fn series(&self, mint: i64, maxt: i64, matchers: &[Matcher]) -> Result<Vec<Labels>, StorageError> {
         Ok(self.select(mint, maxt, matchers)?.into_iter().map(|s| s.labels).collect())
     }

@@ -94,6 +94,30 @@ impl BitWriter {
         push_pending_bytes(out, self.pending, self.pending_bits);
     }
 
+    /// Copies the stream from byte `first_byte` on (the last byte padded
+    /// with zero bits) into `out`, as much as fits; returns the bytes copied.
+    /// Reads a stream's end without copying all of it.
+    pub(crate) fn copy_tail_to(&self, first_byte: usize, out: &mut [u8]) -> usize {
+        let left_aligned = if self.pending_bits == 0 {
+            0
+        } else {
+            self.pending << (64 - self.pending_bits)
+        };
+        let pending_bytes = left_aligned.to_be_bytes();
+        let pending_len = self.pending_bits.div_ceil(8) as usize;
+        let tail = self
+            .bytes
+            .iter()
+            .chain(&pending_bytes[..pending_len])
+            .skip(first_byte);
+        let mut copied = 0;
+        for (slot, byte) in out.iter_mut().zip(tail) {
+            *slot = *byte;
+            copied += 1;
+        }
+        copied
+    }
+
     /// Ends the stream: pads the last byte with zero bits and appends it to
     /// `out`-style output owned by the writer.
     pub(crate) fn finish(mut self) -> Vec<u8> {

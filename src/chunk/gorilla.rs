@@ -56,7 +56,15 @@ pub(crate) struct GorillaAppender {
     last_delta: u64,
     last_value_bits: u64,
     window: XorWindow,
+    /// Bit position where the last sample's code starts, or
+    /// `UNKNOWN_SAMPLE_START` past `u16` range: lets `second_last` read the
+    /// sample before it back without decoding the stream. A `u16` fills
+    /// padding the struct has anyway, so head chunks grow by nothing.
+    last_sample_start_bit: u16,
 }
+
+/// `GorillaAppender::last_sample_start_bit` of a stream too long to say.
+const UNKNOWN_SAMPLE_START: u16 = u16::MAX;
 
 impl GorillaAppender {
     pub(crate) fn new(writer: BitWriter) -> GorillaAppender {
@@ -67,6 +75,7 @@ impl GorillaAppender {
             last_delta: 0,
             last_value_bits: 0,
             window: XorWindow::new(),
+            last_sample_start_bit: 0,
         }
     }
 
@@ -81,6 +90,35 @@ impl GorillaAppender {
         })
     }
 
+    /// The sample before the last one, in O(1): its time is the last time
+    /// minus the last delta, and its value the last value XOR the last
+    /// sample's value code, which is read where that code starts. The XOR
+    /// window in force for that code is the current one (a code either
+    /// reuses the window or opens the one that is current now). `None` with
+    /// fewer than two samples or when the start is not known.
+    pub(crate) fn second_last(&self) -> Option<Sample> {
+        if self.count < 2 || self.last_sample_start_bit == UNKNOWN_SAMPLE_START {
+            return None;
+        }
+        let start_bit = usize::from(self.last_sample_start_bit);
+        // The last code takes at most 69 timestamp + 78 value bits; with
+        // the bits before its start in its first byte that is 20 bytes.
+        let mut tail = [0u8; 32];
+        let tail_len = self.writer.copy_tail_to(start_bit / 8, &mut tail);
+        let mut reader = BitReader::new(tail.get(..tail_len)?);
+        reader.read_short((start_bit % 8) as u32);
+        read_timestamp_code(&mut reader);
+        let mut window = self.window;
+        let xor = window.read(&mut reader).ok()?;
+        if reader.overrun() {
+            return None;
+        }
+        Some(Sample {
+            t: self.last_timestamp.wrapping_sub(self.last_delta as i64),
+            v: f64::from_bits(self.last_value_bits ^ xor),
+        })
+    }
+
     pub(crate) fn writer(&self) -> &BitWriter {
         &self.writer
     }
@@ -92,6 +130,8 @@ impl GorillaAppender {
     #[inline]
     pub(crate) fn append(&mut self, timestamp: i64, value: f64) {
         let value_bits = value.to_bits();
+        self.last_sample_start_bit =
+            u16::try_from(self.writer.bit_len()).unwrap_or(UNKNOWN_SAMPLE_START);
         if self.count == 0 {
             self.writer.write(timestamp as u64, 64);
             self.writer.write(value_bits, 64);
@@ -123,6 +163,25 @@ impl GorillaAppender {
             }
         }
     }
+}
+
+/// Reads one timestamp code and returns the delta of delta it carries.
+fn read_timestamp_code(reader: &mut BitReader<'_>) -> i64 {
+    if !reader.read_bit() {
+        return 0;
+    }
+    let payload_bits = if !reader.read_bit() {
+        7
+    } else if !reader.read_bit() {
+        12
+    } else if !reader.read_bit() {
+        20
+    } else if !reader.read_bit() {
+        32
+    } else {
+        64
+    };
+    zigzag_decode(reader.read(payload_bits))
 }
 
 /// The XOR value code's state: the bit window of the last new-window code.
@@ -376,6 +435,58 @@ mod tests {
         let stream = stream_of(&samples);
         let decoded = decode_stream(&stream, 120).unwrap();
         assert!(decoded.iter().zip(&samples).all(|(a, b)| a.bit_eq(b)));
+    }
+
+    #[test]
+    fn second_last_matches_the_decoded_stream_at_every_length() {
+        // Values that open new windows, reuse them and repeat; timestamps
+        // that hit every delta-of-delta bucket, including wrapping ones.
+        let values = [
+            1.0,
+            1.0,
+            2.5,
+            f64::NAN,
+            -0.0,
+            1e300,
+            3.0,
+            3.25,
+            f64::from_bits(1),
+        ];
+        let times = [
+            i64::MIN,
+            0,
+            15_000,
+            30_000,
+            30_001,
+            1_000_000_000,
+            i64::MAX,
+            i64::MIN + 5,
+            -7,
+        ];
+        let samples: Vec<Sample> = (0..200)
+            .map(|index| Sample {
+                t: times[index % times.len()].wrapping_add(index as i64 * 977),
+                v: values[(index * 7) % values.len()],
+            })
+            .collect();
+        let mut appender = GorillaAppender::new(BitWriter::compact());
+        assert!(appender.second_last().is_none());
+        for (index, sample) in samples.iter().enumerate() {
+            appender.append(sample.t, sample.v);
+            match index {
+                0 => assert!(appender.second_last().is_none()),
+                _ => {
+                    let previous = appender.second_last().unwrap();
+                    assert!(previous.bit_eq(&samples[index - 1]), "at sample {index}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn second_last_costs_the_appender_no_memory() {
+        // The start position sits in padding after `count` and the window.
+        assert_eq!(std::mem::size_of::<GorillaAppender>(), 72);
     }
 
     #[test]

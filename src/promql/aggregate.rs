@@ -4,13 +4,14 @@
 
 use std::collections::HashMap;
 
-use promql_parser::parser::{AggregateExpr, LabelModifier};
+use promql_parser::parser::{AggregateExpr, Expr, LabelModifier, VectorSelector};
 
 use super::QueryError;
 use super::eval::{Evaluator, is_name_like};
 use super::functions::{format_go_float, kahan_add, quantile_of};
 use super::value::{Element, StepValue};
 use crate::model::{Label, Labels, is_legacy_label_name};
+use crate::storage::Series;
 
 /// Which labels form a group.
 struct Grouping<'a> {
@@ -19,24 +20,111 @@ struct Grouping<'a> {
 }
 
 impl Grouping<'_> {
-    fn group_labels(&self, labels: &Labels) -> Labels {
+    /// Whether a label of this name belongs to the group key.
+    fn keeps(&self, label_name: &str) -> bool {
+        let listed = self.names.iter().any(|name| name == label_name);
         if self.without {
-            Labels::new(
-                labels
-                    .iter()
-                    .filter(|label| !is_name_like(&label.name) && !self.names.contains(&label.name))
-                    .cloned()
-                    .collect(),
-            )
+            !is_name_like(label_name) && !listed
         } else {
-            Labels::new(
-                labels
-                    .iter()
-                    .filter(|label| self.names.contains(&label.name))
-                    .cloned()
-                    .collect(),
-            )
+            listed
         }
+    }
+
+    fn group_labels(&self, labels: &Labels) -> Labels {
+        Labels::new(
+            labels
+                .iter()
+                .filter(|label| self.keeps(&label.name))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// The group key of `labels` as borrowed pairs (in `labels`' order),
+    /// into `key`: equal keys are equal `group_labels`.
+    fn group_pairs<'l>(&self, labels: &'l Labels, key: &mut Vec<(&'l str, &'l str)>) {
+        key.clear();
+        key.extend(
+            labels
+                .iter()
+                .filter(|label| self.keeps(&label.name) && !label.value.is_empty())
+                .map(|label| (label.name.as_str(), label.value.as_str())),
+        );
+    }
+}
+
+/// One group of `count_or_group_any_order`.
+struct GroupTally<'l> {
+    key: Vec<(&'l str, &'l str)>,
+    members: usize,
+    /// The member whose label set sorts first.
+    first_member: &'l Labels,
+}
+
+/// `count` or `group` (`count` false) of the values a plain instant
+/// selector yields, given as (position in `series`, value) in any order.
+/// The groups come out in the order the general path gives for input sorted
+/// by labels, the order of each group's first member; that needs one label
+/// comparison per member instead of sorting all members, and no member's
+/// label set is cloned.
+fn count_or_group_any_order(
+    grouping: &Grouping<'_>,
+    series: &[Series],
+    values: &[(usize, f64)],
+    count: bool,
+    ts: i64,
+) -> Vec<Element> {
+    let mut index_by_key: HashMap<Vec<(&str, &str)>, usize, foldhash::fast::RandomState> =
+        HashMap::default();
+    let mut groups: Vec<GroupTally<'_>> = Vec::new();
+    let mut key = Vec::new();
+    for (position, _) in values {
+        let Some(member) = series.get(*position) else {
+            continue;
+        };
+        grouping.group_pairs(&member.labels, &mut key);
+        match index_by_key.get(key.as_slice()) {
+            Some(index) => {
+                let group = &mut groups[*index];
+                group.members += 1;
+                if member.labels < *group.first_member {
+                    group.first_member = &member.labels;
+                }
+            }
+            None => {
+                index_by_key.insert(key.clone(), groups.len());
+                groups.push(GroupTally {
+                    key: key.clone(),
+                    members: 1,
+                    first_member: &member.labels,
+                });
+            }
+        }
+    }
+    groups.sort_unstable_by(|a, b| a.first_member.cmp(b.first_member));
+    groups
+        .into_iter()
+        .map(|group| Element {
+            labels: Labels::new(
+                group
+                    .key
+                    .iter()
+                    .map(|(name, value)| Label::new(*name, *value))
+                    .collect(),
+            ),
+            t: ts,
+            v: if count { group.members as f64 } else { 1.0 },
+            drop_name: false,
+        })
+        .collect()
+}
+
+/// The vector selector `expr` is, through parentheses.
+fn plain_vector_selector(expr: &Expr) -> Option<&VectorSelector> {
+    match expr {
+        Expr::VectorSelector(selector) => Some(selector),
+        Expr::Paren(paren) => plain_vector_selector(&paren.expr),
+        _ => None,
     }
 }
 
@@ -83,6 +171,23 @@ pub(crate) fn eval(
                 )));
             }
         }
+    }
+    // `count`/`group` of a selector in an instant query: neither the
+    // members' order nor their other labels can change the result, so the
+    // selection skips the label sort and the members their label clones.
+    // (The selector node is read by this aggregation only.)
+    if matches!(operator.as_str(), "count" | "group")
+        && evaluator.settings.step == 0
+        && let Some(selector) = plain_vector_selector(&expr.expr)
+        && let Some((series, values)) = evaluator.vector_selector_values_any_order(selector, ts)?
+    {
+        return Ok(StepValue::Vector(count_or_group_any_order(
+            &grouping,
+            &series,
+            &values,
+            operator == "count",
+            ts,
+        )));
     }
     let input = evaluator.eval_vector(&expr.expr, ts)?;
 

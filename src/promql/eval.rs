@@ -15,6 +15,10 @@ use super::{QueryError, aggregate, binary, functions, range};
 use crate::model::{Labels, METRIC_NAME, MatchOp, Matcher, Sample, is_stale_nan};
 use crate::storage::{Querier, Series};
 
+/// The series of a selector and the value each yields at one time, as
+/// (position in the series, value); series without one are left out.
+pub(crate) type SelectorValues = (Rc<Vec<Series>>, Vec<(usize, f64)>);
+
 /// Query-wide parameters of one evaluation.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
@@ -273,6 +277,25 @@ impl<'a> Evaluator<'a> {
 
     /// Series of a selector over the whole span the query needs.
     pub fn select(&mut self, selector: &VectorSelector) -> Result<Rc<Vec<Series>>, QueryError> {
+        self.select_in_order(selector, true)
+    }
+
+    /// Like `select`, but the series may come in any order when storage can
+    /// skip sorting them (an instant query's selector). Only for the one
+    /// consumer of `selector` (the cache is keyed by the node), and only
+    /// when that consumer's result cannot show the order.
+    pub fn select_any_order(
+        &mut self,
+        selector: &VectorSelector,
+    ) -> Result<Rc<Vec<Series>>, QueryError> {
+        self.select_in_order(selector, false)
+    }
+
+    fn select_in_order(
+        &mut self,
+        selector: &VectorSelector,
+        sorted: bool,
+    ) -> Result<Rc<Vec<Series>>, QueryError> {
         let key = node_key(selector);
         if let Some(found) = self.selected.get(&key) {
             return Ok(found.clone());
@@ -314,7 +337,10 @@ impl<'a> Evaluator<'a> {
                     .map_err(|error| QueryError::Execution(error.to_string()))?;
                 matchers.push(converted);
             }
-            let series = if latest_only {
+            let series = if latest_only && !sorted && !several_groups {
+                self.querier
+                    .select_latest_any_order(mint, maxt, &matchers)?
+            } else if latest_only {
                 self.querier.select_latest(mint, maxt, &matchers)?
             } else {
                 self.querier.select(mint, maxt, &matchers)?
@@ -327,7 +353,9 @@ impl<'a> Evaluator<'a> {
         }
         // Storage answers sorted by labels (the `Querier` contract); only
         // `or` groups need merging.
-        debug_assert!(several_groups || result.is_sorted_by(|a, b| a.labels <= b.labels));
+        debug_assert!(
+            several_groups || !sorted || result.is_sorted_by(|a, b| a.labels <= b.labels)
+        );
         if several_groups {
             result.sort_by(|a, b| a.labels.cmp(&b.labels));
             result.dedup_by(|later, earlier| later.labels == earlier.labels);
@@ -351,6 +379,35 @@ impl<'a> Evaluator<'a> {
         let total: usize = series.iter().map(|one| one.samples.len()).sum();
         self.count_samples(total)?;
         Ok(series)
+    }
+
+    /// For each series of a plain instant selector (no `smoothed`/`anchored`
+    /// modifier) in any order, the value it yields at `ts`, by position in
+    /// the returned series: what `eval_vector_selector` gives without
+    /// cloning a label set. `None` for a selector with a modifier.
+    pub fn vector_selector_values_any_order(
+        &mut self,
+        selector: &VectorSelector,
+        ts: i64,
+    ) -> Result<Option<SelectorValues>, QueryError> {
+        if selector_modifier(selector).is_some() {
+            return Ok(None);
+        }
+        let series = self.select_any_order(selector)?;
+        let reference = self.at_ms(&selector.at).unwrap_or(ts) - offset_ms(&selector.offset);
+        let window_start = reference - self.settings.lookback;
+        let mut values = Vec::with_capacity(series.len());
+        for (position, one) in series.iter().enumerate() {
+            let index = one.samples.partition_point(|sample| sample.t <= reference);
+            let Some(sample) = index.checked_sub(1).and_then(|last| one.samples.get(last)) else {
+                continue;
+            };
+            if sample.t <= window_start || is_stale_nan(sample.v) {
+                continue;
+            }
+            values.push((position, sample.v));
+        }
+        Ok(Some((series, values)))
     }
 
     /// The instant vector a selector yields at `ts`.

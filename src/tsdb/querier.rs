@@ -14,9 +14,11 @@
 //! `select_latest` (instant selectors) answers a series from its open
 //! chunk's last sample, without decoding and without redb, whenever that
 //! sample lies in the range; only series whose newest sample in the range is
-//! older than the open chunk read stored chunks. Label names and values over
-//! all series come from the postings index, one visibility check per name or
-//! value instead of one label decode per series.
+//! older than the open chunk read stored chunks. When the last sample lies
+//! after the range (a scrape just after the query time), the one before it
+//! is read back in O(1) too. Label names and values over all series come
+//! from the postings index, one visibility check per name or value instead
+//! of one label decode per series.
 
 use std::collections::BTreeSet;
 
@@ -133,13 +135,15 @@ impl<'a> TsdbQuerier<'a> {
     /// open-chunk samples are copied; then the stored chunks' bytes are
     /// gathered from redb (one B-tree walk, copied so no redb guard crosses
     /// a thread); last, each half of the series decodes its labels and
-    /// chunks and appends its head samples on its own thread.
+    /// chunks and appends its head samples on its own thread. Unless
+    /// `sorted`, the series stay in series id order (no label sort).
     fn select_series(
         &self,
         mint: Timestamp,
         maxt: Timestamp,
         matchers: &[Matcher],
         latest_only: bool,
+        sorted: bool,
     ) -> Result<Vec<Series>, TsdbError> {
         let database = self.tsdb.shared.database()?;
         let (mut selected, partitions, transaction) = {
@@ -293,7 +297,9 @@ impl<'a> TsdbQuerier<'a> {
             } else {
                 finish(&mut selected, 0, &stored_chunks.jobs)?
             };
-        sort_series_by_labels(&mut result);
+        if sorted {
+            sort_series_by_labels(&mut result);
+        }
         Ok(result)
     }
 
@@ -323,6 +329,16 @@ impl<'a> TsdbQuerier<'a> {
                     // The chunk's last sample is the series' newest one.
                     if newest.t >= mint {
                         head_samples.push(newest);
+                    }
+                    complete = true;
+                } else if latest_only
+                    && let Some(previous) = series.chunk.second_last()
+                    && previous.t <= upper
+                {
+                    // The newest sample lies after the range (a scrape just
+                    // after the query time): the one before it answers.
+                    if previous.t >= mint {
+                        head_samples.push(previous);
                     }
                     complete = true;
                 } else if newest.t >= mint && chunk_mint <= upper {
@@ -519,7 +535,7 @@ impl Querier for TsdbQuerier<'_> {
         let Some((mint, maxt)) = self.clamp(mint, maxt) else {
             return Ok(Vec::new());
         };
-        Ok(self.select_series(mint, maxt, matchers, false)?)
+        Ok(self.select_series(mint, maxt, matchers, false, true)?)
     }
 
     fn select_latest(
@@ -531,7 +547,19 @@ impl Querier for TsdbQuerier<'_> {
         let Some((mint, maxt)) = self.clamp(mint, maxt) else {
             return Ok(Vec::new());
         };
-        Ok(self.select_series(mint, maxt, matchers, true)?)
+        Ok(self.select_series(mint, maxt, matchers, true, true)?)
+    }
+
+    fn select_latest_any_order(
+        &self,
+        mint: Timestamp,
+        maxt: Timestamp,
+        matchers: &[Matcher],
+    ) -> Result<Vec<Series>, StorageError> {
+        let Some((mint, maxt)) = self.clamp(mint, maxt) else {
+            return Ok(Vec::new());
+        };
+        Ok(self.select_series(mint, maxt, matchers, true, false)?)
     }
 
     fn series(
@@ -550,7 +578,13 @@ impl Querier for TsdbQuerier<'_> {
             .map(|slot| head.labels_of(slot))
             .collect();
         drop(head);
-        labels.sort();
+        // Label sets of distinct series differ: an unstable sort is exact
+        // and spares the stable sort's scratch buffer and merging.
+        if labels.len() < PARALLEL_SORT_MIN_SERIES {
+            labels.sort_unstable();
+        } else {
+            labels.par_sort_unstable();
+        }
         Ok(labels)
     }
 
