@@ -19,10 +19,9 @@
 
 #[path = "common/cpu_time.rs"]
 mod cpu_time;
-use cpu_time::thread_cpu_nanoseconds;
+use cpu_time::{cpu_time_of, thread_cpu_nanoseconds};
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use guardia::ingest::text::{Entry, Format, SampleBuf, TextParser};
@@ -102,18 +101,9 @@ fn bench_parse_cpu_time(criterion: &mut Criterion) {
         group.bench_function(name, |bencher| {
             bencher.iter_custom(|iterations| {
                 let mut sample = SampleBuf::new();
-                let wall_start = Instant::now();
-                let cpu_start = thread_cpu_nanoseconds().unwrap_or(0);
-                for _ in 0..iterations {
+                cpu_time_of(iterations, || {
                     assert_eq!(parse_and_count(&text, format, &mut sample), samples);
-                }
-                let cpu_end = thread_cpu_nanoseconds().unwrap_or(0);
-                // Fall back to wall time should the counter not advance.
-                if cpu_end > cpu_start {
-                    Duration::from_nanos(cpu_end - cpu_start)
-                } else {
-                    wall_start.elapsed()
-                }
+                })
             })
         });
     }
@@ -134,9 +124,7 @@ fn bench_parse_cpu_time(criterion: &mut Criterion) {
         group.bench_function(name, |bencher| {
             bencher.iter_custom(|iterations| {
                 let mut sample = SampleBuf::new();
-                let wall_start = Instant::now();
-                let cpu_start = thread_cpu_nanoseconds().unwrap_or(0);
-                for _ in 0..iterations {
+                cpu_time_of(iterations, || {
                     let mut parser = TextParser::new(black_box(&text), Format::Prometheus);
                     if fingerprint_comments {
                         parser.fingerprint_comment_lines();
@@ -154,13 +142,7 @@ fn bench_parse_cpu_time(criterion: &mut Criterion) {
                     }
                     assert_eq!(skipped, samples);
                     black_box(parser.comment_fingerprint());
-                }
-                let cpu_end = thread_cpu_nanoseconds().unwrap_or(0);
-                if cpu_end > cpu_start {
-                    Duration::from_nanos(cpu_end - cpu_start)
-                } else {
-                    wall_start.elapsed()
-                }
+                })
             })
         });
     }
@@ -179,21 +161,13 @@ fn bench_parse_cpu_time(criterion: &mut Criterion) {
         group.bench_function(name, |bencher| {
             bencher.iter_custom(|iterations| {
                 let mut sample = SampleBuf::new();
-                let wall_start = Instant::now();
-                let cpu_start = thread_cpu_nanoseconds().unwrap_or(0);
-                for _ in 0..iterations {
+                cpu_time_of(iterations, || {
                     let mut parser = TextParser::new(black_box(&filtered), Format::Prometheus);
                     while let Some(entry) = parser.next_entry(&mut sample).expect("capture parses")
                     {
                         black_box(entry);
                     }
-                }
-                let cpu_end = thread_cpu_nanoseconds().unwrap_or(0);
-                if cpu_end > cpu_start {
-                    Duration::from_nanos(cpu_end - cpu_start)
-                } else {
-                    wall_start.elapsed()
-                }
+                })
             })
         });
     }
