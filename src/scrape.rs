@@ -365,7 +365,7 @@ pub fn check_config_file(path: &std::path::Path) -> Result<ConfigFile, String> {
     let config = crate::config::file::load_file(path).map_err(|error| error.to_string())?;
     for job in &config.scrape_configs {
         let in_job = |error: String| format!("job {:?}: {error}", job.job_name);
-        scrape_loop::build_client(&job.http_client, job.enable_compression)
+        scrape_loop::build_scrape_client(&job.http_client)
             .map_err(|error| in_job(error.to_string()))?;
         let mut secret_files = Vec::new();
         if let Some(basic) = &job.http_client.basic_auth {

@@ -166,6 +166,7 @@ impl GorillaAppender {
 }
 
 /// Reads one timestamp code and returns the delta of delta it carries.
+#[inline]
 fn read_timestamp_code(reader: &mut BitReader<'_>) -> i64 {
     if !reader.read_bit() {
         return 0;
@@ -381,21 +382,7 @@ impl<'a> GorillaIter<'a> {
 
     #[inline]
     fn read_timestamp_code(&mut self) -> i64 {
-        if !self.reader.read_bit() {
-            return 0;
-        }
-        let payload_bits = if !self.reader.read_bit() {
-            7
-        } else if !self.reader.read_bit() {
-            12
-        } else if !self.reader.read_bit() {
-            20
-        } else if !self.reader.read_bit() {
-            32
-        } else {
-            64
-        };
-        zigzag_decode(self.reader.read(payload_bits))
+        read_timestamp_code(&mut self.reader)
     }
 }
 

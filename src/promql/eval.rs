@@ -19,6 +19,17 @@ use crate::storage::{Querier, Series};
 /// (position in the series, value); series without one are left out.
 pub(crate) type SelectorValues = (Rc<Vec<Series>>, Vec<(usize, f64)>);
 
+/// Position of the sample an instant selector yields from `samples` (in
+/// time order): the newest at or before `reference`, unless it is not after
+/// `window_start` (older than the lookback) or is a staleness marker.
+fn instant_sample_index(samples: &[Sample], reference: i64, window_start: i64) -> Option<usize> {
+    let index = samples
+        .partition_point(|sample| sample.t <= reference)
+        .checked_sub(1)?;
+    let sample = samples[index];
+    (sample.t > window_start && !is_stale_nan(sample.v)).then_some(index)
+}
+
 /// Query-wide parameters of one evaluation.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
@@ -398,14 +409,9 @@ impl<'a> Evaluator<'a> {
         let window_start = reference - self.settings.lookback;
         let mut values = Vec::with_capacity(series.len());
         for (position, one) in series.iter().enumerate() {
-            let index = one.samples.partition_point(|sample| sample.t <= reference);
-            let Some(sample) = index.checked_sub(1).and_then(|last| one.samples.get(last)) else {
-                continue;
-            };
-            if sample.t <= window_start || is_stale_nan(sample.v) {
-                continue;
+            if let Some(index) = instant_sample_index(&one.samples, reference, window_start) {
+                values.push((position, one.samples[index].v));
             }
-            values.push((position, sample.v));
         }
         Ok(Some((series, values)))
     }
@@ -422,17 +428,13 @@ impl<'a> Evaluator<'a> {
         let smoothed = selector_modifier(selector) == Some("smoothed");
         let mut out = Vec::new();
         for one in series.iter() {
-            let index = one.samples.partition_point(|sample| sample.t <= reference);
-            if index == 0 {
+            let Some(index) = instant_sample_index(&one.samples, reference, window_start) else {
                 continue;
-            }
-            let sample = one.samples[index - 1];
-            if sample.t <= window_start || is_stale_nan(sample.v) {
-                continue;
-            }
+            };
+            let sample = one.samples[index];
             if smoothed && sample.t < reference {
                 // Interpolate towards the next sample within the lookback.
-                if let Some(next) = one.samples.get(index)
+                if let Some(next) = one.samples.get(index + 1)
                     && next.t <= reference + self.settings.lookback
                     && !is_stale_nan(next.v)
                 {

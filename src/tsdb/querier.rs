@@ -298,7 +298,7 @@ impl<'a> TsdbQuerier<'a> {
                 finish(&mut selected, 0, &stored_chunks.jobs)?
             };
         if sorted {
-            sort_series_by_labels(&mut result);
+            sort_by_label_sets(&mut result, |series| &series.labels);
         }
         Ok(result)
     }
@@ -517,11 +517,29 @@ const PARALLEL_SORT_MIN_SERIES: usize = 2048;
 /// total and an unstable sort is exact; above a size threshold the sort runs
 /// on the worker pool (comparing label sets is most of a wide selection's
 /// cost once the samples are read).
-fn sort_series_by_labels(series: &mut [Series]) {
-    if series.len() < PARALLEL_SORT_MIN_SERIES {
-        series.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+fn sort_by_label_sets<T: Send>(items: &mut [T], labels_of: impl Fn(&T) -> &Labels + Sync) {
+    let order = |a: &T, b: &T| labels_of(a).cmp(labels_of(b));
+    if items.len() < PARALLEL_SORT_MIN_SERIES {
+        items.sort_unstable_by(order);
     } else {
-        series.par_sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+        items.par_sort_unstable_by(order);
+    }
+}
+
+impl TsdbQuerier<'_> {
+    /// `select_series` within what this querier may show.
+    fn select_visible(
+        &self,
+        mint: Timestamp,
+        maxt: Timestamp,
+        matchers: &[Matcher],
+        latest_only: bool,
+        sorted: bool,
+    ) -> Result<Vec<Series>, StorageError> {
+        let Some((mint, maxt)) = self.clamp(mint, maxt) else {
+            return Ok(Vec::new());
+        };
+        Ok(self.select_series(mint, maxt, matchers, latest_only, sorted)?)
     }
 }
 
@@ -532,10 +550,7 @@ impl Querier for TsdbQuerier<'_> {
         maxt: Timestamp,
         matchers: &[Matcher],
     ) -> Result<Vec<Series>, StorageError> {
-        let Some((mint, maxt)) = self.clamp(mint, maxt) else {
-            return Ok(Vec::new());
-        };
-        Ok(self.select_series(mint, maxt, matchers, false, true)?)
+        self.select_visible(mint, maxt, matchers, false, true)
     }
 
     fn select_latest(
@@ -544,10 +559,7 @@ impl Querier for TsdbQuerier<'_> {
         maxt: Timestamp,
         matchers: &[Matcher],
     ) -> Result<Vec<Series>, StorageError> {
-        let Some((mint, maxt)) = self.clamp(mint, maxt) else {
-            return Ok(Vec::new());
-        };
-        Ok(self.select_series(mint, maxt, matchers, true, true)?)
+        self.select_visible(mint, maxt, matchers, true, true)
     }
 
     fn select_latest_any_order(
@@ -556,10 +568,7 @@ impl Querier for TsdbQuerier<'_> {
         maxt: Timestamp,
         matchers: &[Matcher],
     ) -> Result<Vec<Series>, StorageError> {
-        let Some((mint, maxt)) = self.clamp(mint, maxt) else {
-            return Ok(Vec::new());
-        };
-        Ok(self.select_series(mint, maxt, matchers, true, false)?)
+        self.select_visible(mint, maxt, matchers, true, false)
     }
 
     fn series(
@@ -578,13 +587,7 @@ impl Querier for TsdbQuerier<'_> {
             .map(|slot| head.labels_of(slot))
             .collect();
         drop(head);
-        // Label sets of distinct series differ: an unstable sort is exact
-        // and spares the stable sort's scratch buffer and merging.
-        if labels.len() < PARALLEL_SORT_MIN_SERIES {
-            labels.sort_unstable();
-        } else {
-            labels.par_sort_unstable();
-        }
+        sort_by_label_sets(&mut labels, |labels| labels);
         Ok(labels)
     }
 
